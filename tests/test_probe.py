@@ -24,7 +24,7 @@ def test_multilabel_probe_reports_auc():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 8, generator=g)
     y = (x[:, :3] > 0).float()  # each tag is readable from one feature
-    probe, _ = train_probe(x[:150], y[:150], x[150:], y[150:], ["t0", "t1", "t2"], True, ProbeConfig(epochs=30, batch_size=32, lr=1e-2))
+    probe, _ = train_probe(x[:150], y[:150], x[150:], y[150:], ["t0", "t1", "t2"], True, ProbeConfig(epochs=30, batch_size=32, lr=0.1))
     m = evaluate(probe, x[150:], y[150:])
     assert set(m) >= {"roc_auc", "pr_auc"} and m["roc_auc"] > 0.95
 
