@@ -1,0 +1,60 @@
+"""Clip embeddings from the frozen encoder (paper 3.2, linear evaluation input).
+
+The paper trains linear classifiers on "representations" of whole clips without saying
+how a clip longer than one model input becomes one vector. Pre-training views are
+crops of 10-90 % of a clip, stretched or squeezed to the model's frame count, so we
+embed a clip the same way: it is cut into ``num_segments`` equal consecutive segments
+(default 1, the whole clip), each segment is resized along time to the encoder's frame
+count with linear interpolation, encoded, and the segment embeddings are averaged
+(mean pooling). With ``num_segments=1`` a 30 s clip is seen like a 100 % crop.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from s3t.model import Encoder, standardize
+
+
+def clip_views(spec: torch.Tensor, frames: int, num_segments: int = 1) -> torch.Tensor:
+    """Split one clip (F, T) into ``num_segments`` segments resized to ``frames``: (S, F, frames)."""
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be >= 1, got {num_segments}")
+    T = spec.shape[-1]
+    bounds = torch.linspace(0, T, num_segments + 1).round().long().tolist()
+    views = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        segment = spec[:, a : max(b, a + 1)]
+        views.append(F.interpolate(segment[None], size=frames, mode="linear", align_corners=False)[0])
+    return torch.stack(views)
+
+
+@torch.no_grad()
+def embed_spectrograms(
+    encoder: Encoder,
+    clips: Sequence[torch.Tensor],
+    *,
+    batch_size: int = 32,
+    num_segments: int = 1,
+    device: torch.device | str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Embed clips of log-CQT (F, T_i) with the frozen encoder: (N, num_features) float32 on CPU.
+
+    ``on_batch(n)`` is called after each batch with the number of clips done (for progress bars).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    encoder = encoder.to(device).eval()
+    out = []
+    for start in range(0, len(clips), batch_size):
+        chunk = clips[start : start + batch_size]
+        views = torch.cat([clip_views(standardize(c[None].float())[0], encoder.frames, num_segments) for c in chunk])
+        emb = encoder(views.to(device)).float().view(len(chunk), num_segments, -1).mean(1)
+        out.append(emb.cpu())
+        if on_batch is not None:
+            on_batch(start + len(chunk))
+    return torch.cat(out) if out else torch.zeros(0, encoder.num_features)

@@ -1,0 +1,96 @@
+"""The S3T encoder as used after pre-training: clip spectrogram -> embedding (paper 2.1, 2.4).
+
+An :class:`Encoder` chains the three parts a checkpoint must rebuild: per-clip
+standardisation of the log-CQT, the pre-processor (Time Folding or Frequency Tiling) that
+turns a (F, frames) spectrogram into the square model input, and the backbone. Its
+:class:`ModelConfig` is plain data stored in every checkpoint, so ``s3t embed``,
+``s3t probe`` and ``s3t predict`` rebuild exactly the network that was trained.
+
+Choice where the paper is silent: the log-CQT of each clip is standardised to zero mean
+and unit variance over its valid frames before augmentation. This removes the recording
+gain (which says nothing about genre) and makes 0.0 the clip mean, the natural fill value
+for masking and shifting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from s3t.backbones import build_backbone
+from s3t.cqt import CQTConfig
+from s3t.preprocess import build_preprocessor
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the encoder. Paper values by default (Swin-T, Time Folding, 256 x 256)."""
+
+    backbone: str = "swin_t"
+    preprocessor: str = "time_folding"
+    input_size: int = 256
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    cqt: CQTConfig = field(default_factory=CQTConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        data["cqt"] = CQTConfig(**data.get("cqt", {}))
+        data["backbone_kwargs"] = dict(data.get("backbone_kwargs", {}))
+        return cls(**data)
+
+    def build_backbone(self) -> nn.Module:
+        return build_backbone(self.backbone, input_size=self.input_size, **self.backbone_kwargs)
+
+    def build_preprocessor(self) -> nn.Module:
+        return build_preprocessor(self.preprocessor, n_bins=self.cqt.n_bins, input_size=self.input_size)
+
+
+def standardize(spec: torch.Tensor, lengths: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per clip over its valid frames; padded frames are set to 0.
+
+    spec: (B, F, T); lengths: (B,) valid frames per clip, or None when all T frames are valid.
+    """
+    B, _, T = spec.shape
+    if lengths is None:
+        valid = torch.ones(B, 1, T, dtype=torch.bool, device=spec.device)
+    else:
+        valid = (torch.arange(T, device=spec.device)[None, :] < lengths[:, None].to(spec.device))[:, None, :]
+    count = valid.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
+    mean = (spec * valid).sum(dim=(1, 2), keepdim=True) / count
+    var = (((spec - mean) * valid) ** 2).sum(dim=(1, 2), keepdim=True) / count
+    return torch.where(valid, (spec - mean) / torch.sqrt(var + eps), torch.zeros((), dtype=spec.dtype, device=spec.device))
+
+
+def pad_batch(clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad clips (F, T_i) to (B, F, max T_i) and return them with lengths (B,)."""
+    lengths = torch.tensor([c.shape[-1] for c in clips], dtype=torch.long)
+    out = clips[0].new_zeros(len(clips), clips[0].shape[0], int(lengths.max()))
+    for i, clip in enumerate(clips):
+        out[i, :, : clip.shape[-1]] = clip
+    return out, lengths
+
+
+class Encoder(nn.Module):
+    """Pre-processor + backbone. forward: standardised spec (B, F, frames) -> embedding (B, num_features)."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.preprocessor = config.build_preprocessor()
+        self.backbone = backbone if backbone is not None else config.build_backbone()
+        self.num_features = int(self.backbone.num_features)
+
+    @property
+    def frames(self) -> int:
+        """Time frames the pre-processor expects per view."""
+        return int(self.preprocessor.frames)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.preprocessor(spec))

@@ -1,0 +1,216 @@
+"""Self-supervised pre-training loop (paper 2.1-2.3, 3.2 "Pre-training Setup").
+
+One step: a batch of whole-clip log-CQTs is standardised, the music augmentation
+pipeline cuts two views per clip and perturbs them, the pre-processor squares them,
+and MoCo v2 scores the query against its key and the queue (InfoNCE). AdamW (lr 5e-4,
+weight decay 0.05), linear warm-up for 20 epochs then cosine decay, batch 128 per GPU.
+
+Choices where the paper is silent:
+- Gradient clipping at a global norm of 5.0, as in the Swin Transformer training recipe
+  the paper follows for its optimiser ("Following [7]").
+- AdamW betas are PyTorch's defaults (the paper: "with default setting").
+- The learning rate is set per optimizer step from :func:`s3t.schedule.cosine_with_warmup`;
+  the step counter is the whole scheduler state, so a checkpoint stores the step.
+- Clips are drawn once per epoch in a permutation seeded by ``seed + epoch``; the last
+  incomplete batch is dropped so every enqueue has the same size and the queue (K a
+  multiple of the global batch) wraps exactly.
+- Checkpoints are written at the end of every epoch. Resuming restores the model,
+  optimiser, queue and pointer, step, and every random state (global torch RNG for drop
+  path, the augmentation generator), so on CPU a resumed run ends with the same weights
+  as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from s3t.augment import MusicAugment
+from s3t.checkpoint import load_checkpoint, save_checkpoint
+from s3t.model import Encoder, ModelConfig, pad_batch, standardize
+from s3t.moco import MoCo, info_nce
+from s3t.schedule import cosine_with_warmup
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pre-training hyper-parameters; paper values by default (per-process batch 128 on 4 GPUs)."""
+
+    epochs: int = 400
+    batch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_epochs: int = 20
+    grad_clip: float = 5.0
+    K: int = 65536
+    m: float = 0.999
+    T: float = 0.2
+    dim: int = 128
+    num_hidden: int = 2
+    seed: int = 0
+    bf16: bool = True
+    compile: bool = False
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}], got {self.warmup_epochs}")
+        if self.lr <= 0 or self.grad_clip <= 0:
+            raise ValueError(f"lr and grad_clip must be > 0, got {self.lr} and {self.grad_clip}")
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot be resumed with the requested configuration."""
+
+
+def _rng_state(augment_generator: torch.Generator) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "augment": augment_generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], augment_generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    augment_generator.set_state(state["augment"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def pretrain(
+    clips: Sequence[torch.Tensor],
+    model: ModelConfig,
+    config: PretrainConfig,
+    checkpoint_path: str | Path,
+    *,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Pre-train MoCo on ``clips`` (each a log-CQT (F, T_i)); return the per-epoch history.
+
+    Under ``torch.distributed`` (torchrun) each rank takes every world_size-th clip of the
+    epoch's permutation and only rank 0 writes the checkpoint. ``on_step`` receives
+    {step, epoch, loss, lr, samples_per_s}; ``on_epoch`` receives the epoch's history row
+    after its checkpoint is written (raising there interrupts the run cleanly).
+    """
+    device = torch.device(device)
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    steps_per_epoch = len(clips) // (config.batch_size * world)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{len(clips)} clips give no full batch of {config.batch_size} x {world} processes; "
+            "lower batch_size or add audio"
+        )
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+
+    # The run's seed fixes the initial weights, drop path and the augmentation draws.
+    torch.manual_seed(config.seed + 1000 * rank)
+    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)
+    preprocess = model.build_preprocessor().to(device)
+    augment = MusicAugment(out_frames=preprocess.frames, **config.augment).to(device)
+    moco = MoCo(
+        model.build_backbone,
+        dim=config.dim, K=config.K, m=config.m, T=config.T, num_hidden=config.num_hidden,
+        batch_size=config.batch_size, world_size=world,
+    ).to(device)
+    trainable = [p for p in moco.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
+
+    resolved = {"model": model.to_dict(), "pretrain": asdict(config)}
+    start_epoch, step, history = 0, 0, []
+    checkpoint_path = Path(checkpoint_path)
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        if state["config"] != resolved:
+            raise ResumeError(f"{checkpoint_path} was written with another configuration; resume with the same one")
+        moco.load_state_dict(state["moco"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], augment_generator)
+        start_epoch, step, history = state["epoch"] + 1, state["step"], list(state["history"])
+
+    net: nn.Module = moco
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(moco, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        moco.encoder_q.compile()
+        moco.encoder_k.compile()
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+
+    for epoch in range(start_epoch, config.epochs):
+        moco.train()
+        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(config.seed + epoch))
+        order = order[rank::world]
+        epoch_loss, tic = 0.0, time.perf_counter()
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size : (i + 1) * config.batch_size].tolist()
+            x, lengths = pad_batch([clips[j].float() for j in idx])
+            x, lengths = x.to(device, non_blocking=True), lengths.to(device)
+            x_q, x_k, _ = augment(standardize(x, lengths), lengths, generator=augment_generator)
+
+            lr = cosine_with_warmup(step, total_steps, warmup_steps, config.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with amp:
+                logits, labels = net(preprocess(x_q), preprocess(x_k))
+                loss = info_nce(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(trainable, config.grad_clip)
+            optimizer.step()
+
+            step += 1
+            epoch_loss += loss.item()
+            if on_step is not None:
+                seen = (i + 1) * config.batch_size * world
+                on_step({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
+                         "samples_per_s": seen / (time.perf_counter() - tic)})
+
+        row = {"epoch": epoch, "step": step, "loss": epoch_loss / steps_per_epoch, "lr": lr,
+               "samples_per_s": steps_per_epoch * config.batch_size * world / (time.perf_counter() - tic)}
+        history.append(row)
+        if rank == 0:
+            save_checkpoint(
+                {
+                    "moco": moco.state_dict(),
+                    "encoder": moco.encoder_q.backbone.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(augment_generator),
+                    "epoch": epoch,
+                    "step": step,
+                    "history": history,
+                    "config": resolved,
+                },
+                checkpoint_path,
+            )
+        if on_epoch is not None:
+            on_epoch(row)
+    return history
+
+
+def load_encoder(checkpoint_path: str | Path, *, random_init: bool = False, seed: int = 0) -> Encoder:
+    """The frozen pre-trained encoder of a checkpoint, or the same architecture freshly
+    initialised with ``seed`` (the paper's Random-Init baseline) when ``random_init``."""
+    state = load_checkpoint(checkpoint_path)
+    model = ModelConfig.from_dict(state["config"]["model"])
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = Encoder(model)
+    else:
+        encoder = Encoder(model)
+        encoder.backbone.load_state_dict(state["encoder"])
+    encoder.requires_grad_(False)
+    return encoder.eval()

@@ -1,0 +1,34 @@
+import torch
+
+from s3t.cqt import CQTConfig
+from s3t.embed import clip_views, embed_spectrograms
+from s3t.model import Encoder, ModelConfig, standardize
+
+
+def test_clip_views_cover_the_clip_in_order():
+    spec = torch.arange(12.0).repeat(3, 1)  # (F=3, T=12) time ramp
+    views = clip_views(spec, frames=6, num_segments=2)
+    assert views.shape == (2, 3, 6)
+    assert views[0].max() <= 5.5 and views[1].min() >= 5.5  # first half, then second half
+
+
+def test_segment_embeddings_are_mean_pooled():
+    torch.manual_seed(0)
+    encoder = Encoder(ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32, cqt=CQTConfig()))
+    encoder.eval()
+    clip = torch.randn(84, 64)
+    pooled = embed_spectrograms(encoder, [clip], num_segments=2)
+    with torch.no_grad():
+        views = clip_views(standardize(clip[None])[0], encoder.frames, 2)
+        expected = encoder(views).mean(0, keepdim=True)
+    assert torch.allclose(pooled, expected, atol=1e-6)
+    assert embed_spectrograms(encoder, [clip, clip * 2 + 1], batch_size=1).shape == (2, 8)
+
+
+def test_standardize_ignores_padding():
+    x = torch.zeros(1, 2, 6)
+    x[0, :, :4] = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    out = standardize(x, torch.tensor([4]))
+    assert torch.allclose(out[0, :, :4].mean(), torch.tensor(0.0), atol=1e-6)
+    assert torch.allclose(out[0, :, :4].std(unbiased=False), torch.tensor(1.0), atol=1e-3)
+    assert torch.equal(out[0, :, 4:], torch.zeros(2, 2))

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from s3t.checkpoint import load_checkpoint
+from s3t.cqt import CQTConfig
+from s3t.model import ModelConfig
+from s3t.train import PretrainConfig, ResumeError, load_encoder, pretrain
+
+MODEL = ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32, cqt=CQTConfig(n_bins=84))
+CONFIG = PretrainConfig(epochs=3, batch_size=4, K=16, warmup_epochs=1, m=0.9, lr=1e-2)
+
+
+def _clips(n: int = 9, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(84, int(torch.randint(40, 80, (1,), generator=g)), generator=g) for _ in range(n)]
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path):
+    clips = _clips()
+    full = pretrain(clips, MODEL, CONFIG, tmp_path / "full.pt")
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first_epoch(row):
+        if row["epoch"] == 0:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pretrain(clips, MODEL, CONFIG, tmp_path / "resumed.pt", on_epoch=stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "resumed.pt")["epoch"] == 0
+    resumed = pretrain(clips, MODEL, CONFIG, tmp_path / "resumed.pt", resume=True)
+
+    a, b = load_checkpoint(tmp_path / "full.pt"), load_checkpoint(tmp_path / "resumed.pt")
+    assert [h["loss"] for h in resumed] == pytest.approx([h["loss"] for h in full])
+    for key, value in a["moco"].items():
+        assert torch.equal(value, b["moco"][key]), key
+    assert a["step"] == b["step"] == 3 * 2
+
+
+def test_checkpoint_holds_everything_needed_to_resume_and_embed(tmp_path):
+    pretrain(_clips(), MODEL, PretrainConfig(epochs=1, batch_size=4, K=16, warmup_epochs=0), tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert {"moco", "encoder", "optimizer", "rng", "epoch", "step", "history", "config"} <= set(state)
+    assert state["moco"]["queue"].shape == (128, 16) and int(state["moco"]["queue_ptr"]) == 8
+    assert ModelConfig.from_dict(state["config"]["model"]) == MODEL
+    encoder = load_encoder(tmp_path / "c.pt")
+    assert all(not p.requires_grad for p in encoder.parameters())
+    assert torch.equal(encoder.backbone.conv.weight, state["encoder"]["conv.weight"])
+    random = load_encoder(tmp_path / "c.pt", random_init=True, seed=1)
+    assert not torch.equal(random.backbone.conv.weight, encoder.backbone.conv.weight)
+    assert torch.equal(random.backbone.conv.weight, load_encoder(tmp_path / "c.pt", random_init=True, seed=1).backbone.conv.weight)
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    pretrain(_clips(), MODEL, PretrainConfig(epochs=1, batch_size=4, K=16, warmup_epochs=0), tmp_path / "c.pt")
+    with pytest.raises(ResumeError, match="another configuration"):
+        pretrain(_clips(), MODEL, PretrainConfig(epochs=2, batch_size=4, K=16, warmup_epochs=0), tmp_path / "c.pt", resume=True)
+
+
+def test_too_few_clips_and_bad_config_raise(tmp_path):
+    with pytest.raises(ValueError, match="no full batch"):
+        pretrain(_clips(3), MODEL, CONFIG, tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        PretrainConfig(epochs=2, warmup_epochs=5)
