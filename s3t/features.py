@@ -63,7 +63,7 @@ def featurize_files(
     """
     device = next(iter(cqt.buffers()), torch.empty(0)).device
     features, kept, rejected = [], [], []
-    for path, wave, reason in decode_files(paths, cqt.sample_rate, min_seconds=min_seconds, workers=workers):
+    for path, wave, reason in decode_files(paths, cqt.config.sample_rate, min_seconds=min_seconds, workers=workers):
         if wave is None:
             rejected.append(Rejected(path, reason))
         else:
