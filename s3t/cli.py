@@ -144,7 +144,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
             raise CLIError(f"the manifest has no {name!r} rows; a probe needs train, valid and test")
     train_idx = torch.nonzero(split["train"]).flatten()
     train_idx = train_idx[label_fraction(y[train_idx], args.fraction, seed=args.seed)]
-    config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     probe, history = train_probe(
         x[train_idx], y[train_idx], x[split["valid"]], y[split["valid"]], labels, multilabel, config
     )
@@ -244,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-probe", help="write the trained probe here (for `s3t predict`)")
     p.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     p.add_argument("--batch-size", type=int, default=ProbeConfig.batch_size)
+    p.add_argument("--lr", type=float, default=ProbeConfig.lr)
     encode_args(p)
     p.set_defaults(func=cmd_probe)
 
