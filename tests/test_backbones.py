@@ -28,7 +28,7 @@ def test_registry_lists_the_four_variants_and_builds_by_name():
     assert names == sorted(names)
     assert {"cnn_bigru", "resnet50", "swin_cpu", "swin_t"} <= set(names)
     model = build_backbone("swin_cpu", drop_path_rate=0.0)
-    assert model.num_features == 128
+    assert model.num_features == 192
 
 
 def test_unknown_backbone_names_the_valid_ones():
@@ -56,10 +56,10 @@ def test_swin_t_matches_the_paper_configuration_without_a_forward():
 
 def test_swin_cpu_is_small_and_embeds_a_256_input():
     model = swin_cpu().eval()
-    assert n_params(model) < 1_000_000
+    assert n_params(model) < 1_500_000
     x = torch.randn(2, 1, 256, 256, generator=torch.Generator().manual_seed(0))
     out = model(x)
-    assert out.shape == (2, model.num_features) == (2, 128)
+    assert out.shape == (2, model.num_features) == (2, 192)
     assert torch.isfinite(out).all()
 
 
@@ -160,5 +160,5 @@ def test_stage_grid_smaller_than_the_window_is_allowed():
 
 
 def test_swin_cpu_geometry_errors_mention_its_patch_size():
-    with pytest.raises(ValueError, match="32x32 stage-1 grid of input 256 with patch 8"):
+    with pytest.raises(ValueError, match="16x16 stage-1 grid of input 256 with patch 16"):
         swin_cpu(window_size=7)
