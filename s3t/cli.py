@@ -20,11 +20,11 @@ from tqdm.auto import tqdm
 from s3t.audio import find_audio_files
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
-from s3t.embed import embed_spectrograms
+from s3t.embed import EmbeddingSet, embed_spectrograms
 from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
-from s3t.probe import LinearProbe, ProbeConfig, encode_targets, evaluate, label_fraction, train_probe
+from s3t.probe import LinearProbe, ProbeConfig, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
 # The CPU preset: the paper's pipeline, sized so a 2-core machine pre-trains in minutes.
@@ -98,7 +98,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
 
 
-def _embed_manifest(args: argparse.Namespace) -> dict[str, Any]:
+def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Rejected]]:
     rows = read_manifest(args.manifest)
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
@@ -110,63 +110,45 @@ def _embed_manifest(args: argparse.Namespace) -> dict[str, Any]:
             encoder, clips, batch_size=args.batch_size, num_segments=args.segments, device=device,
             on_batch=lambda n: bar.update(n - bar.n),
         )
-    return {
-        "embeddings": emb,
-        "paths": kept,
-        "labels": [list(by_path[p].labels) for p in kept],
-        "splits": [by_path[p].split for p in kept],
-        "rejected": [[r.path, r.reason] for r in rejected],
-        "multilabel": is_multilabel(rows),
-        "label_set": label_vocabulary(rows),
-        "random_init": bool(args.random_init),
-    }
+    embeddings = EmbeddingSet(
+        embeddings=emb,
+        ids=kept,
+        labels=[by_path[p].labels for p in kept],
+        splits=[by_path[p].split for p in kept],
+        label_set=label_vocabulary(rows),
+        multilabel=is_multilabel(rows),
+        method="random_init" if args.random_init else "s3t",
+    )
+    return embeddings, rejected
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    data = _embed_manifest(args)
-    save_checkpoint({"embeddings": data}, args.out)
-    print(f"s3t: wrote {args.out}: {tuple(data['embeddings'].shape)} embeddings, {len(data['rejected'])} skipped")
+    embeddings, rejected = _embed_manifest(args)
+    save_checkpoint({"embeddings": embeddings.to_state(), "rejected": [[r.path, r.reason] for r in rejected]}, args.out)
+    print(f"s3t: wrote {args.out}: {tuple(embeddings.embeddings.shape)} embeddings, {len(rejected)} skipped")
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
     if args.embeddings:
-        data = load_checkpoint(args.embeddings)["embeddings"]
+        state = load_checkpoint(args.embeddings)
+        embeddings, rejected = EmbeddingSet.from_state(state["embeddings"]), state["rejected"]
     elif args.checkpoint and args.manifest:
-        data = _embed_manifest(args)
+        embeddings, skipped = _embed_manifest(args)
+        rejected = [[r.path, r.reason] for r in skipped]
     else:
         raise CLIError("give --embeddings E, or both --checkpoint C and --manifest M")
-    labels, multilabel = data["label_set"], data["multilabel"]
-    x = data["embeddings"]
-    y = encode_targets(data["labels"], labels, multilabel)
-    split = {name: torch.tensor([s == name for s in data["splits"]]) for name in ("train", "valid", "test")}
-    for name, mask in split.items():
-        if not mask.any():
-            raise CLIError(f"the manifest has no {name!r} rows; a probe needs train, valid and test")
-    train_idx = torch.nonzero(split["train"]).flatten()
-    train_idx = train_idx[label_fraction(y[train_idx], args.fraction, seed=args.seed)]
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    probe, history = train_probe(
-        x[train_idx], y[train_idx], x[split["valid"]], y[split["valid"]], labels, multilabel, config
+    probe, result, history = probe_splits(
+        embeddings.embeddings, embeddings.labels, embeddings.splits, embeddings.label_set, embeddings.multilabel,
+        fraction=args.fraction, config=config,
     )
-    test = evaluate(probe, x[split["test"]], y[split["test"]])
-    valid = evaluate(probe, x[split["valid"]], y[split["valid"]])
-    result = {
-        **test,
-        "valid": valid,
-        "task": "tagging" if multilabel else "classification",
-        "fraction": args.fraction,
-        "random_init": data["random_init"],
-        "n_train": int(train_idx.numel()),
-        "n_valid": int(split["valid"].sum()),
-        "n_test": int(split["test"].sum()),
-        "rejected": data["rejected"],
-    }
+    result.update(method=embeddings.method, rejected=rejected)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     if args.save_probe:
         save_checkpoint({"probe": probe.to_state(), "history": history}, args.save_probe)
-    shown = {k: round(v, 4) for k, v in test.items() if isinstance(v, float)}
-    print(f"s3t: probe on test ({'random-init' if data['random_init'] else 'pre-trained'}): {json.dumps(shown)}")
+    shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k != "fraction"}
+    print(f"s3t: probe on test ({embeddings.method}): {json.dumps(shown)}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

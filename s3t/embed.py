@@ -11,6 +11,7 @@ count with linear interpolation, encoded, and the segment embeddings are average
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -58,3 +59,33 @@ def embed_spectrograms(
         if on_batch is not None:
             on_batch(start + len(chunk))
     return torch.cat(out) if out else torch.zeros(0, encoder.num_features)
+
+
+@dataclass
+class EmbeddingSet:
+    """Embeddings of labeled clips with what a probe needs; stored with :func:`s3t.checkpoint.save_checkpoint`.
+
+    embeddings: (N, D) float32. ``method`` names the encoder: "s3t", "random_init" or "supervised".
+    """
+
+    embeddings: torch.Tensor
+    ids: list[str]
+    labels: list[tuple[str, ...]]
+    splits: list[str]
+    label_set: list[str]
+    multilabel: bool
+    method: str
+
+    def __post_init__(self) -> None:
+        n = self.embeddings.shape[0]
+        if not len(self.ids) == len(self.labels) == len(self.splits) == n:
+            raise ValueError(f"{n} embeddings but {len(self.ids)} ids, {len(self.labels)} labels, {len(self.splits)} splits")
+
+    def to_state(self) -> dict:
+        state = asdict(self)
+        state["labels"] = [list(labels) for labels in self.labels]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "EmbeddingSet":
+        return cls(**{**state, "labels": [tuple(labels) for labels in state["labels"]]})

@@ -193,3 +193,37 @@ def train_probe(
     probe.load_state_dict(best_state)
     probe.eval()
     return probe, history
+
+
+def probe_splits(
+    x: torch.Tensor,
+    label_rows: Sequence[Sequence[str]],
+    splits: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    *,
+    fraction: float = 1.0,
+    config: ProbeConfig = ProbeConfig(),
+) -> tuple[LinearProbe, dict, list[dict[str, float]]]:
+    """The paper's protocol on one dataset: train on ``fraction`` of the train rows, select on
+    valid, score test. Returns (probe, result, history); result holds the test metrics, the
+    valid metrics under "valid", and the row counts."""
+    y = encode_targets(label_rows, labels, multilabel)
+    masks = {name: torch.tensor([s == name for s in splits], dtype=torch.bool) for name in ("train", "valid", "test")}
+    for name, mask in masks.items():
+        if not mask.any():
+            raise ValueError(f"no {name!r} rows; a probe needs train, valid and test splits")
+    train_idx = torch.nonzero(masks["train"]).flatten()
+    train_idx = train_idx[label_fraction(y[train_idx], fraction, seed=config.seed)]
+    probe, history = train_probe(
+        x[train_idx], y[train_idx], x[masks["valid"]], y[masks["valid"]], labels, multilabel, config
+    )
+    result = {
+        **evaluate(probe, x[masks["test"]], y[masks["test"]]),
+        "valid": evaluate(probe, x[masks["valid"]], y[masks["valid"]]),
+        "fraction": fraction,
+        "n_train": int(train_idx.numel()),
+        "n_valid": int(masks["valid"].sum()),
+        "n_test": int(masks["test"].sum()),
+    }
+    return probe, result, history

@@ -65,7 +65,7 @@ def test_embed_then_probe_from_embeddings_with_label_fraction_and_random_init(tr
     main(["embed", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(root / "e.pt"), "--random-init"])
     main(["probe", "--embeddings", str(root / "e.pt"), "--out", str(root / "r.json"), "--fraction", "0.5", "--epochs", "5"])
     metrics = json.loads((root / "r.json").read_text())
-    assert metrics["random_init"] is True and metrics["n_train"] == 6 and metrics["fraction"] == 0.5
+    assert metrics["method"] == "random_init" and metrics["n_train"] == 6 and metrics["fraction"] == 0.5
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
