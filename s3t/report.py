@@ -1,0 +1,113 @@
+"""The paper's Tables 1-4 next to this run's numbers (paper 3.3).
+
+Paper numbers are quoted from the S3T paper (Tables 1-4); its Supervised and CLMR rows are
+themselves quoted there from other papers, and CLMR's FMA figures are marked there as
+reproduced from the released 10,000-epoch model. Every cell of ours says which dataset,
+backbone, pre-processor and label fraction it came from; a cell this run did not produce
+says "not run". Percentages with one decimal, like the paper.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+# (dataset, metric) -> paper value, per row. Paper Table 1.
+PAPER_TABLE1 = {
+    "Random-Init": {("mtat", "pr_auc"): 18.0, ("mtat", "roc_auc"): 73.5, ("fma_small", "top1"): 26.0, ("gtzan", "top1"): 27.6},
+    "Supervised": {("mtat", "pr_auc"): 38.3, ("mtat", "roc_auc"): 90.6, ("fma_small", "top1"): 42.7, ("gtzan", "top1"): 79.0},
+    "CLMR (quoted)": {("mtat", "pr_auc"): 36.1, ("mtat", "roc_auc"): 89.4, ("fma_small", "top1"): 48.4, ("gtzan", "top1"): 68.6},
+    "S3T": {("mtat", "pr_auc"): 40.9, ("mtat", "roc_auc"): 89.9, ("fma_small", "top1"): 56.4, ("gtzan", "top1"): 81.1},
+}
+# Paper Table 2: label efficiency; rows are (method, percent of labels).
+PAPER_TABLE2 = {
+    ("CLMR (quoted)", 100): {("mtat", "pr_auc"): 36.1, ("mtat", "roc_auc"): 89.4, ("fma_small", "top1"): 48.4, ("fma_small", "top5"): 90.6},
+    ("Supervised", 100): {("mtat", "pr_auc"): 38.3, ("mtat", "roc_auc"): 90.6, ("fma_small", "top1"): 42.7},
+    ("S3T", 1): {("mtat", "pr_auc"): 27.2, ("mtat", "roc_auc"): 77.4, ("fma_small", "top1"): 39.0, ("fma_small", "top5"): 84.8},
+    ("S3T", 10): {("mtat", "pr_auc"): 37.2, ("mtat", "roc_auc"): 87.8, ("fma_small", "top1"): 50.6, ("fma_small", "top5"): 91.9},
+    ("S3T", 100): {("mtat", "pr_auc"): 40.9, ("mtat", "roc_auc"): 89.9, ("fma_small", "top1"): 56.4, ("fma_small", "top5"): 95.3},
+}
+# Paper Table 3 (backbones, GTZAN) and Table 4 (pre-processors, GTZAN): name -> (top1, top5).
+PAPER_TABLE3 = {"resnet50": ("ResNet50", 73.6, 93.4), "cnn_bigru": ("MSNet-BiGRU (ours: CNN-BiGRU)", 64.5, 91.9), "swin_t": ("Swin-T", 81.1, 97.2)}
+PAPER_TABLE4 = {"frequency_tiling": ("Frequency Tiling", 78.3, 96.6), "time_folding": ("Time Folding", 81.1, 97.2)}
+
+METHOD_KEYS = {"Random-Init": "random_init", "Supervised": "supervised", "S3T": "s3t"}
+NOT_RUN = "not run"
+
+Results = Mapping[str, Mapping[int, Mapping]]
+"""dataset -> percent of labels -> the probe stage's metrics JSON."""
+
+
+def _pct(value: float | None) -> str:
+    return NOT_RUN if value is None else f"{100 * value:.1f}"
+
+
+def _ours(results: Results, dataset: str, percent: int, method: str | None, metric: str, settings: str) -> str:
+    if method is None:
+        return NOT_RUN
+    value = results.get(dataset, {}).get(percent, {}).get(method, {}).get(metric)
+    return NOT_RUN if value is None else f"{_pct(value)} ({dataset}, {settings}, {percent}% labels)"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
+    """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group."""
+    settings = f"{backbone}, {preprocessor}"
+    out = ["# S3T: paper tables next to this run", "",
+           "Paper values are from the S3T paper; ours are from `metrics/<dataset>/probe_<percent>.json` of this run,",
+           "each labelled (dataset, backbone, pre-processor, label fraction). Metrics in %.", ""]
+
+    columns = [("mtat", "pr_auc", "MTAT PR-AUC"), ("mtat", "roc_auc", "MTAT ROC-AUC"),
+               ("fma_small", "top1", "FMA top-1"), ("gtzan", "top1", "GTZAN top-1")]
+    header = ["Method"] + [f"{name} paper | ours" for _, _, name in columns]
+    rows = []
+    for method, paper in PAPER_TABLE1.items():
+        key = METHOD_KEYS.get(method)
+        rows.append([method] + [f"{_pct(paper.get((d, m)) / 100)} \\| {_ours(results, d, 100, key, m, settings)}" for d, m, _ in columns])
+    out += ["## Table 1: linear evaluation, 100% labels", "", _table(header, rows), ""]
+
+    columns2 = [("mtat", "pr_auc", "MTAT PR-AUC"), ("mtat", "roc_auc", "MTAT ROC-AUC"),
+                ("fma_small", "top1", "FMA top-1"), ("fma_small", "top5", "FMA top-5")]
+    rows = []
+    for (method, percent), paper in PAPER_TABLE2.items():
+        key = METHOD_KEYS.get(method)
+        cells = []
+        for d, m, _ in columns2:
+            p = paper.get((d, m))
+            cells.append(f"{_pct(None if p is None else p / 100)} \\| {_ours(results, d, percent, key, m, settings)}")
+        rows.append([f"{method} {percent}%"] + cells)
+    out += ["## Table 2: label efficiency", "", _table(["Setting"] + [f"{n} paper | ours" for _, _, n in columns2], rows), ""]
+
+    for title, paper_rows, ours_key in (("Table 3: backbones on GTZAN", PAPER_TABLE3, backbone),
+                                         ("Table 4: pre-processors on GTZAN", PAPER_TABLE4, preprocessor)):
+        rows = []
+        for key, (name, top1, top5) in paper_rows.items():
+            match = "s3t" if key == ours_key else None
+            rows.append([name, f"{top1:.1f} \\| {_ours(results, 'gtzan', 100, match, 'top1', settings)}",
+                         f"{top5:.1f} \\| {_ours(results, 'gtzan', 100, match, 'top5', settings)}"])
+        out += [f"## {title}", "", _table(["Row", "Top-1 paper | ours", "Top-5 paper | ours"], rows), ""]
+
+    others = sorted(d for d in results if d not in ("gtzan", "fma_small", "mtat"))
+    for dataset in others:
+        rows = []
+        for percent in sorted(results[dataset], reverse=True):
+            for method, key in METHOD_KEYS.items():
+                metrics = results[dataset][percent].get(key, {})
+                names = ("top1", "top5") if "top1" in metrics else ("roc_auc", "pr_auc")
+                rows.append([f"{method} {percent}%"] + [_pct(metrics.get(n)) for n in names])
+        header = ["Setting", "top-1", "top-5"] if "top1" in results[dataset][max(results[dataset])].get("s3t", {}) else ["Setting", "ROC-AUC", "PR-AUC"]
+        out += [f"## This run on `{dataset}` (not in the paper; {settings})", "", _table(header, rows), ""]
+    return "\n".join(out)
+
+
+def pca_2d(x: "torch.Tensor") -> "torch.Tensor":
+    """Project (N, D) embeddings onto their first two principal components: (N, 2)."""
+    import torch
+
+    centred = x - x.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T

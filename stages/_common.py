@@ -1,0 +1,43 @@
+"""What every stage shares: the params file, the output layout, the device, a logger."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RAW = ROOT / "data" / "raw"
+FEATURES = ROOT / "data" / "features"
+EMBEDDINGS = ROOT / "data" / "embeddings"
+MODELS = ROOT / "models"
+METRICS = ROOT / "metrics"
+REPORTS = ROOT / "reports"
+WORK = ROOT / "work"  # resumable in-progress state, outside DVC's outputs
+
+# The labeled datasets and the one unlabeled source; `corpus` is the bundled generated corpus.
+LABELED = ("corpus", "gtzan", "fma_small", "mtat")
+
+
+def params(*sections: str) -> dict[str, Any] | tuple[dict[str, Any], ...]:
+    """The named top-level sections of params.yaml (the one the stage lists in dvc.yaml)."""
+    with (ROOT / "params.yaml").open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh)
+    missing = [s for s in sections if s not in data]
+    if missing:
+        raise SystemExit(f"params.yaml has no section {missing}; regenerate it with `make params`")
+    values = tuple(data[s] for s in sections)
+    return values[0] if len(values) == 1 else values
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def logger(stage: str) -> logging.Logger:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {stage}: %(message)s", stream=sys.stderr)
+    return logging.getLogger(stage)

@@ -1,0 +1,84 @@
+"""Stage pretrain: MoCo v2 pre-training on the features of `pretrain.dataset` -> models/pretrained.pt.
+
+The in-progress checkpoint lives in work/pretrain/<hash of the resolved config>/, so a killed
+run resumes where it stopped (same config) and a changed config starts afresh. With
+`pretrain.devices` > 1 the stage relaunches itself under torchrun (DDP).
+"""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+
+import torch
+import torch.distributed as dist
+from _common import FEATURES, MODELS, REPORTS, WORK, device, logger, params
+from torch.utils.data import Subset
+from tqdm.auto import tqdm
+
+from s3t.cqt import CQTConfig
+from s3t.model import ModelConfig
+from s3t.shards import FeatureStore
+from s3t.train import PretrainConfig, pretrain
+
+
+def configs() -> tuple[ModelConfig, PretrainConfig, dict]:
+    cqt, preprocessor, backbone, augment, section, seed = params("cqt", "preprocessor", "backbone", "augment", "pretrain", "seed")
+    model = ModelConfig(
+        backbone=backbone["name"], backbone_kwargs=dict(backbone["kwargs"]), preprocessor=preprocessor["name"],
+        input_size=preprocessor["input_size"], cqt=CQTConfig(**cqt),
+    )
+    train_keys = {k: v for k, v in section.items() if k not in ("dataset", "splits", "devices")}
+    return model, PretrainConfig(**train_keys, seed=seed, augment=dict(augment)), section
+
+
+def main() -> None:
+    model, config, section = configs()
+    devices = int(section["devices"])
+    if devices > 1 and "LOCAL_RANK" not in os.environ:
+        sys.exit(subprocess.call(["torchrun", f"--nproc-per-node={devices}", __file__]))
+    if "LOCAL_RANK" in os.environ:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else device()
+    log = logger("pretrain")
+
+    store = FeatureStore(FEATURES / section["dataset"])
+    # Pre-training never sees the test split of a labeled dataset (memory-mapped, not loaded).
+    clips = Subset(store, [i for i, split in enumerate(store.splits) if split in section["splits"]])
+    resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
+    key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    work = WORK / "pretrain" / key
+    log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)
+    steps = config.epochs * (len(clips) // (config.batch_size * (dist.get_world_size() if dist.is_initialized() else 1)))
+    with tqdm(total=steps, desc="pretrain", unit="step", disable=rank != 0, file=sys.stderr) as bar:
+        def on_step(s):
+            bar.n = s["step"]
+            bar.set_postfix(loss=f"{s['loss']:.3f}", lr=f"{s['lr']:.2e}", samples_s=f"{s['samples_per_s']:.0f}")
+            bar.refresh()
+
+        history = pretrain(clips, model, config, work / "checkpoint.pt", resume=True, device=dev, on_step=on_step)
+    if rank == 0:
+        MODELS.mkdir(exist_ok=True)
+        tmp = MODELS / "pretrained.pt.tmp"
+        shutil.copyfile(work / "checkpoint.pt", tmp)
+        os.replace(tmp, MODELS / "pretrained.pt")
+        out = REPORTS / "pretrain"
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "history.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        log.info("final loss %.4f after %d epochs", history[-1]["loss"], len(history))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

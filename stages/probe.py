@@ -1,0 +1,54 @@
+"""Stage probe@<dataset>-<percent>: linear probes on the S3T, Random-Init and Supervised embeddings
+with <percent> % of the training labels -> metrics/<dataset>/probe_<percent>.json (side by side),
+the trained probes in models/probes/, and validation curves in reports/probe/<dataset>/."""
+
+import csv
+import json
+import sys
+
+from _common import EMBEDDINGS, METRICS, MODELS, REPORTS, logger, params
+
+from s3t.checkpoint import load_checkpoint, save_checkpoint
+from s3t.embed import EmbeddingSet
+from s3t.probe import ProbeConfig, probe_splits
+
+METHODS = ("s3t", "random_init", "supervised")
+
+
+def main(dataset: str, percent: int) -> None:
+    log = logger(f"probe@{dataset}-{percent}")
+    section, seed = params("probe", "seed")
+    config = ProbeConfig(
+        epochs=section["epochs"], batch_size=section["batch_size"][dataset], lr=section["lr"],
+        weight_decay=section["weight_decay"], warmup_epochs=section["warmup_epochs"], seed=seed,
+    )
+    result = {"dataset": dataset, "percent": percent}
+    plots = REPORTS / "probe" / dataset
+    plots.mkdir(parents=True, exist_ok=True)
+    curves: dict[int, dict] = {}
+    for method in METHODS:
+        emb = EmbeddingSet.from_state(load_checkpoint(EMBEDDINGS / dataset / f"{method}.pt")["embeddings"])
+        probe, metrics, history = probe_splits(
+            emb.embeddings, emb.labels, emb.splits, emb.label_set, emb.multilabel, fraction=percent / 100, config=config,
+        )
+        result[method] = metrics
+        metric = "pr_auc" if emb.multilabel else "top1"
+        for row in history:  # validation metric per epoch, one column (plot line) per method
+            curves.setdefault(row["epoch"], {"epoch": row["epoch"]})[method] = row[metric]
+        save_checkpoint({"probe": probe.to_state(), "history": history}, MODELS / "probes" / dataset / f"{method}_{percent}.pt")
+        log.info("%s: %s", method, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
+    _write_csv(plots / f"curve_{percent}.csv", list(curves.values()))
+    out = METRICS / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"probe_{percent}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _write_csv(path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))

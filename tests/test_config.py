@@ -1,0 +1,44 @@
+"""The committed params.yaml is exactly what Hydra composes from conf/, as DVC does on `dvc exp run`."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.utils.hydra import compose_and_dump
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _compose(tmp_path, overrides=()):
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", "", list(overrides))
+    return yaml.safe_load(out.read_text())
+
+
+def test_committed_params_equal_the_composed_config(tmp_path):
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == _compose(tmp_path), "run `make params` and commit"
+
+
+@pytest.mark.parametrize(
+    "override,key,value",
+    [
+        ("preprocessor=frequency_tiling", ("preprocessor", "name"), "frequency_tiling"),
+        ("backbone=resnet50", ("backbone", "name"), "resnet50"),
+        ("backbone=cnn_bigru", ("backbone", "name"), "cnn_bigru"),
+        ("scale=paper", ("backbone", "name"), "swin_t"),
+        ("scale=paper", ("pretrain", "K"), 65536),
+        ("scale=paper", ("cqt", "time_compression"), 100),
+    ],
+)
+def test_groups_select_their_files(tmp_path, override, key, value):
+    params = _compose(tmp_path, [override])
+    assert params[key[0]][key[1]] == value
+
+
+def test_paper_scale_is_the_papers_setting(tmp_path):
+    p = _compose(tmp_path, ["scale=paper"])
+    assert (p["pretrain"]["epochs"], p["pretrain"]["batch_size"], p["pretrain"]["devices"]) == (400, 128, 4)
+    assert (p["pretrain"]["lr"], p["pretrain"]["warmup_epochs"], p["pretrain"]["m"], p["pretrain"]["T"]) == (0.0005, 20, 0.999, 0.2)
+    assert p["eval_datasets"] == ["gtzan", "fma_small", "mtat"] and p["probe"]["fractions"] == [100, 10, 1]
+    assert p["preprocessor"] == {"name": "time_folding", "input_size": 256}
+    assert p["backbone"]["kwargs"] == {"window_size": 8, "drop_path_rate": 0.1}
