@@ -104,8 +104,8 @@ them as skipped, so pass ``expected_split_counts("fma_small", skipped)``."""
 LOG_CQT_RANGE = (-14.0, 5.0)
 """Bounds of a ``log(|CQT| + 1e-6)`` value of audio in [-1, 1] (see the module docstring)."""
 
-_STRING_COLUMNS = ("clip_id", "dataset", "split", "label", "path")
-_NUMERIC_COLUMNS = ("duration_s", "frames", "shard", "offset", "mean", "std", "min", "max")
+_STRING_COLUMNS = ("clip_id", "dataset", "split", "label", "path", "shard")
+_NUMERIC_COLUMNS = ("duration_s", "frames", "offset", "mean", "std", "min", "max")
 INDEX_COLUMNS = _STRING_COLUMNS + _NUMERIC_COLUMNS
 """Columns the feature index must have (the featuriser's ``index.csv`` contract)."""
 
@@ -342,9 +342,14 @@ def validate_features(
                 column="duration_s", min_value=0, strict_min=True, description="every clip lasts > 0 s"
             )
         )
-    for c in ("shard", "offset"):
-        if has(c):
-            ex.append(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, description=f"{c} >= 0"))
+    if has("shard"):
+        ex.append(
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="shard", regex=r"^shards/shard-\d{5}\.npy$", description="shard is a data file under shards/"
+            )
+        )
+    if has("offset"):
+        ex.append(gxe.ExpectColumnValuesToBeBetween(column="offset", min_value=0, description="offset >= 0"))
     if has("shard") and has("offset"):
         ex.append(
             gxe.ExpectCompoundColumnsToBeUnique(

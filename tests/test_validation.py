@@ -50,7 +50,7 @@ def good_index() -> pd.DataFrame:
                     "path": f"/data/toy/{i:06d}.wav",
                     "duration_s": frames * 2.32,
                     "frames": frames,
-                    "shard": i // 5,
+                    "shard": f"shards/shard-{i // 5:05d}.npy",
                     "offset": (i % 5) * 20,
                     "mean": mean,
                     "std": float(rng.uniform(0.5, 3)),
