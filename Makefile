@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 params: install
 	$(BIN)/python -c "import os; from dvc.utils.hydra import compose_and_dump; compose_and_dump('params.yaml', os.path.abspath('conf'), None, 'config', '', [])"
 
+# The main job: the whole DVC pipeline on the bundled corpus (stage commands call the venv's python).
 run: install
-	$(BIN)/python -m s3t.quickstart
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show"
 
 test: install
-	$(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 bench: install
 	$(BIN)/python bench/bench_cqt.py
