@@ -35,7 +35,7 @@ Why this layout:
 Streaming and resuming. The input list is sorted by ``clip_id`` and cut into consecutive
 chunks of ``clips_per_shard``; shard ``k`` holds the clips (stored or rejected) of chunk
 ``k``, so membership depends only on the input list. A shard is written data file first,
-rejects part second, index part last, each to a ``.tmp`` file then ``os.replace``d, so it is
+rejects part second, index part last, each to a ``*.tmp`` file then ``os.replace``d, so it is
 complete exactly when its index part exists (and its data file, checked too). A rerun skips
 complete shards and redoes the rest; ``plan.json`` refuses a rerun whose settings or input
 list differ, which would otherwise mix shards of two plans. Memory holds at most one shard's
@@ -43,6 +43,15 @@ features, one batch of waveforms, and ``max_in_flight`` decoded waveforms (see
 :func:`s3t.features.decode_files`), however large the corpus; the input list itself
 and :class:`FeatureStore`'s columnar index (a few hundred bytes per clip each, mostly the
 id and path strings) are the only parts that grow with it.
+
+One run, four steps, shared by the single-process path (:func:`featurize_to_shards`) and the
+Dask path (``flows/featurize.py``), so both write the same bytes: :func:`plan_shards` cuts
+the sorted input list into :class:`ShardJob` s; :func:`prepare_shards` checks or writes
+``plan.json``, clears stale temporary files and returns the unfinished jobs;
+:func:`featurize_shard` makes one shard (any process, any order: a shard depends only on
+its own clips, and a CQT batch never spans two shards); :func:`merge_shards` joins the
+parts in shard order and writes the summary. Temporary names are unique per write, so
+even two processes writing the same shard (a re-run task) each rename a whole file.
 
 Bad files (missing, unreadable, zero bytes, not audio, truncated, silent, non-finite
 samples, shorter than ``min_seconds``, a crashing decoder) are listed in ``rejects.csv`` with
@@ -62,6 +71,7 @@ import math
 import operator
 import os
 import time
+import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,7 +83,7 @@ import torch
 
 from s3t.audio import find_audio_files
 from s3t.cqt import CQT, CQTConfig
-from s3t.features import cqt_batch, decode_files
+from s3t.features import Decoded, cqt_batch, decode_files
 from s3t.manifest import LABEL_SEPARATOR, ManifestRow
 
 __all__ = [
@@ -81,9 +91,16 @@ __all__ = [
     "REJECT_COLUMNS",
     "ClipSource",
     "FeatureStore",
+    "IncompleteShardsError",
+    "ShardJob",
     "ShardPlanError",
     "ShardProgress",
+    "ShardResult",
+    "featurize_shard",
     "featurize_to_shards",
+    "merge_shards",
+    "plan_shards",
+    "prepare_shards",
     "sources_from_folder",
     "sources_from_manifest",
 ]
@@ -107,6 +124,10 @@ _INT_COLUMNS = ("frames", "offset")
 
 class ShardPlanError(ValueError):
     """``out_dir`` holds shards made with other settings or from another input list."""
+
+
+class IncompleteShardsError(RuntimeError):
+    """A merge was asked for while some shards of the plan are not written yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,16 +201,26 @@ def _shard_name(k: int) -> str:
 
 @contextlib.contextmanager
 def _atomic(path: Path, mode: str) -> Iterator[IO]:
-    """Open ``path.tmp`` for writing; on success fsync it and rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as fh:
-        yield fh
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Open a temporary sibling of ``path`` for writing; on success fsync it and rename it over
+    ``path``, on failure remove it.
+
+    The temporary name is unique per call (``<name>.<random>.tmp``): should two processes
+    write the same shard at once (a Dask task re-run while its first attempt still runs),
+    each writes its own file and the renames replace whole files, never interleave bytes.
+    """
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _sources_digest(sources: Sequence[ClipSource]) -> str:
+def _sources_digest(sources: Iterable[ClipSource]) -> str:
     h = hashlib.sha256()
     for s in sources:
         fields = (s.clip_id, s.path, s.dataset, s.split, LABEL_SEPARATOR.join(s.labels))
@@ -242,37 +273,6 @@ def _write_shard(
         writer.writerows(index_rows)
 
 
-def _merge(out: Path, n_shards: int) -> dict[str, Any]:
-    """Concatenate the shard parts into index.csv and rejects.csv (streaming); return totals."""
-    shard_dir = out / "shards"
-    totals: dict[str, Any] = {"clips": 0, "frames": 0, "audio_seconds": 0.0, "rejected": 0}
-    reasons: Counter[str] = Counter()
-    frames_col, seconds_col = INDEX_COLUMNS.index("frames"), INDEX_COLUMNS.index("duration_s")
-    reason_col = REJECT_COLUMNS.index("reason")
-    for kind, columns in (("index", INDEX_COLUMNS), ("rejects", REJECT_COLUMNS)):
-        with _atomic(out / f"{kind}.csv", "w") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            for k in range(n_shards):
-                part = shard_dir / f"{_shard_name(k)}.{kind}.csv"
-                with part.open(newline="", encoding="utf-8") as src:
-                    reader = csv.reader(src)
-                    if tuple(next(reader, ())) != columns:
-                        raise ShardPlanError(f"{part} does not start with the header {','.join(columns)}")
-                    for record in reader:
-                        writer.writerow(record)
-                        if kind == "index":
-                            totals["clips"] += 1
-                            totals["frames"] += int(record[frames_col])
-                            totals["audio_seconds"] += float(record[seconds_col])
-                        else:
-                            totals["rejected"] += 1
-                            # "too short (0.1 s < 0.5 s)" -> "too short": group by kind, not by value.
-                            reasons[record[reason_col].split(" (", 1)[0]] += 1
-    totals["rejected_by_reason"] = dict(sorted(reasons.items()))
-    return totals
-
-
 class _ShardBuilder:
     """One shard's features and index/rejects rows, filled in input order; CQT in batches."""
 
@@ -317,6 +317,255 @@ class _ShardBuilder:
         self._batch.clear()
 
 
+@dataclass(frozen=True, slots=True)
+class ShardJob:
+    """Shard ``index`` of a plan and its input clips (stored or rejected), in ``clip_id`` order.
+
+    Small and picklable: this is what travels to a Dask worker.
+    """
+
+    index: int
+    sources: tuple[ClipSource, ...]
+
+    @property
+    def name(self) -> str:
+        """``shard-00042``: the stem of the shard's files under ``out_dir/shards``."""
+        return _shard_name(self.index)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What :func:`featurize_shard` did for one shard; the timings are seconds in the process that ran it."""
+
+    index: int
+    clips: int  # clips stored in the shard
+    rejected: int  # files of the shard that were rejected
+    resumed: bool  # the shard was found complete and left as it was (then the counts are 0)
+    decode_s: float = 0.0  # decoding, wherever it ran (summed over decode workers)
+    decode_wait_s: float = 0.0  # this process waiting for decoded audio
+    cqt_s: float = 0.0
+    write_s: float = 0.0
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def plan_shards(sources: Iterable[ClipSource], clips_per_shard: int) -> list[ShardJob]:
+    """Sort ``sources`` by ``clip_id`` and cut them into consecutive shards of ``clips_per_shard``.
+
+    Shard ``k`` holds inputs ``[k * clips_per_shard, (k + 1) * clips_per_shard)`` of the
+    sorted list (the last one may be shorter), so membership depends only on the input list.
+
+    Raises:
+        ValueError: ``clips_per_shard`` is not a positive integer, there are no sources, or
+            two sources share a ``clip_id``.
+    """
+    _check_positive_int("clips_per_shard", clips_per_shard)
+    ordered = sorted(sources, key=operator.attrgetter("clip_id"))
+    if not ordered:
+        raise ValueError("no sources to featurize")
+    for a, b in zip(ordered, ordered[1:]):
+        if a.clip_id == b.clip_id:
+            raise ValueError(f"clip_id {a.clip_id!r} is used by both {a.path} and {b.path}; clip ids must be unique")
+    return [
+        ShardJob(k, tuple(ordered[start : start + clips_per_shard]))
+        for k, start in enumerate(range(0, len(ordered), clips_per_shard))
+    ]
+
+
+def prepare_shards(
+    out_dir: str | os.PathLike,
+    jobs: Sequence[ShardJob],
+    cqt_config: CQTConfig,
+    *,
+    clips_per_shard: int,
+    min_seconds: float = 0.0,
+) -> list[ShardJob]:
+    """Make ``out_dir`` ready for ``jobs`` (from :func:`plan_shards`); return the jobs still to do.
+
+    Creates ``out_dir/shards``, writes ``plan.json`` (or checks the one there against these
+    settings and input list), and removes temporary files left by interrupted writes. Call it
+    once per run, before any :func:`featurize_shard`: the clean-up must not race a writer.
+
+    Raises:
+        ValueError: ``jobs`` is not a plan of ``clips_per_shard`` clips per shard, or ``min_seconds < 0``.
+        ShardPlanError: ``out_dir`` holds shards of other settings or another input list.
+    """
+    _check_positive_int("clips_per_shard", clips_per_shard)
+    if not min_seconds >= 0.0:
+        raise ValueError(f"min_seconds must be >= 0, got {min_seconds!r}")
+    if not jobs or [j.index for j in jobs] != list(range(len(jobs))) or any(
+        len(j.sources) != clips_per_shard for j in jobs[:-1]
+    ) or not 1 <= len(jobs[-1].sources) <= clips_per_shard:
+        raise ValueError(f"jobs must be plan_shards(sources, clips_per_shard={clips_per_shard}), in order")
+    out = Path(out_dir)
+    shard_dir = out / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    _check_plan(out, {
+        "format": _PLAN_FORMAT,
+        "cqt": dataclasses.asdict(cqt_config),
+        "clips_per_shard": clips_per_shard,
+        "min_seconds": float(min_seconds),
+        "sources": sum(len(j.sources) for j in jobs),
+        "sources_sha256": _sources_digest(s for j in jobs for s in j.sources),
+    })
+    for stale in shard_dir.glob("shard-*.tmp"):  # left by an interrupted write
+        stale.unlink()
+    return [j for j in jobs if not _is_complete(shard_dir, j.index)]
+
+
+def featurize_shard(
+    job: ShardJob,
+    out_dir: str | os.PathLike,
+    cqt_config: CQTConfig,
+    *,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    min_seconds: float = 0.0,
+    cqt: CQT | None = None,
+    decoded: Iterator[Decoded] | None = None,
+) -> ShardResult:
+    """Decode, CQT and write shard ``job`` under ``out_dir`` (prepared by :func:`prepare_shards`).
+
+    A shard that is already complete is left as it is (``resumed=True``), so re-running a
+    job, or running it after another process finished it, is harmless. Its files are
+    written atomically, data file first and index part last (see the module docstring).
+
+    Args:
+        job: the shard to make.
+        out_dir: the run's output folder.
+        cqt_config: the transform; its ``sample_rate`` is the decoding rate.
+        batch_size: clips per CQT call (padded to the longest in the batch).
+        device: where the CQT runs when ``cqt`` is not given.
+        min_seconds: files shorter than this are rejected.
+        cqt: a ready :class:`CQT` of ``cqt_config`` to reuse across shards (built when None).
+        decoded: the job's files already being decoded, one :class:`Decoded` per source in
+            order (consumed exactly ``len(job.sources)`` items, so one stream can feed
+            consecutive shards); when None the files are decoded here, one at a time.
+
+    Raises:
+        ValueError: a bad argument, or ``decoded`` yields another file than the job expects.
+    """
+    _check_positive_int("batch_size", batch_size)
+    out = Path(out_dir)
+    shard_dir = out / "shards"
+    if _is_complete(shard_dir, job.index):
+        if decoded is not None:  # keep a shared stream in step with the shards that follow
+            for _ in job.sources:
+                next(decoded, None)
+        return ShardResult(job.index, 0, 0, resumed=True)
+    if cqt is None:
+        cqt = CQT.from_config(cqt_config).to(device).eval()
+    elif cqt.config != cqt_config:
+        raise ValueError(f"cqt was built with {cqt.config}, not the plan's {cqt_config}")
+    if decoded is None:
+        decoded = decode_files((s.path for s in job.sources), cqt_config.sample_rate, min_seconds=min_seconds)
+    times = dict.fromkeys(("decode_s", "decode_wait_s", "cqt_s", "write_s"), 0.0)
+    shard = _ShardBuilder(job.index, cqt, batch_size, times)
+    for src in job.sources:
+        t0 = time.perf_counter()
+        item = next(decoded, None)
+        times["decode_wait_s"] += time.perf_counter() - t0
+        if item is None or item.path != src.path:
+            raise ValueError(
+                f"the decoded stream gave {item.path if item else 'nothing'} where {job.name} expects {src.path}"
+            )
+        times["decode_s"] += item.seconds
+        if item.wave is None:
+            shard.reject(src, item.reason)
+        else:
+            shard.add(src, item.wave)
+    shard.flush()
+    t0 = time.perf_counter()
+    _write_shard(shard_dir, job.index, shard.parts, cqt_config.n_bins, shard.index_rows, shard.reject_rows)
+    times["write_s"] += time.perf_counter() - t0
+    return ShardResult(job.index, len(shard.index_rows), len(shard.reject_rows), resumed=False, **times)
+
+
+def _merge(out: Path, n_shards: int) -> dict[str, Any]:
+    """Concatenate the shard parts into index.csv and rejects.csv (streaming); return totals."""
+    shard_dir = out / "shards"
+    totals: dict[str, Any] = {"clips": 0, "frames": 0, "audio_seconds": 0.0, "rejected": 0}
+    reasons: Counter[str] = Counter()
+    frames_col, seconds_col = INDEX_COLUMNS.index("frames"), INDEX_COLUMNS.index("duration_s")
+    reason_col = REJECT_COLUMNS.index("reason")
+    for kind, columns in (("index", INDEX_COLUMNS), ("rejects", REJECT_COLUMNS)):
+        with _atomic(out / f"{kind}.csv", "w") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for k in range(n_shards):
+                part = shard_dir / f"{_shard_name(k)}.{kind}.csv"
+                with part.open(newline="", encoding="utf-8") as src:
+                    reader = csv.reader(src)
+                    if tuple(next(reader, ())) != columns:
+                        raise ShardPlanError(f"{part} does not start with the header {','.join(columns)}")
+                    for record in reader:
+                        writer.writerow(record)
+                        if kind == "index":
+                            totals["clips"] += 1
+                            totals["frames"] += int(record[frames_col])
+                            totals["audio_seconds"] += float(record[seconds_col])
+                        else:
+                            totals["rejected"] += 1
+                            # "too short (0.1 s < 0.5 s)" -> "too short": group by kind, not by value.
+                            reasons[record[reason_col].split(" (", 1)[0]] += 1
+    totals["rejected_by_reason"] = dict(sorted(reasons.items()))
+    return totals
+
+
+def merge_shards(
+    out_dir: str | os.PathLike, results: Iterable[ShardResult] = (), *, started: float | None = None
+) -> dict[str, Any]:
+    """Join the shards of a finished run into ``index.csv`` and ``rejects.csv``; write ``summary.json``.
+
+    Args:
+        out_dir: the run's output folder; every shard of its ``plan.json`` must be complete.
+        results: the :class:`ShardResult` of every shard this run worked on (their counts
+            and timings go into the summary; shards not listed count as resumed).
+        started: a ``time.perf_counter()`` reading taken when the run began, for ``wall_s``
+            (0.0 when None).
+
+    Returns:
+        the summary written to ``summary.json`` (see :func:`featurize_to_shards`).
+
+    Raises:
+        IncompleteShardsError: a shard of the plan is not complete.
+        ShardPlanError: the shards do not hold exactly the plan's inputs.
+    """
+    out = Path(out_dir)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    n_inputs = plan["sources"]
+    n_shards = math.ceil(n_inputs / plan["clips_per_shard"])
+    missing = [k for k in range(n_shards) if not _is_complete(out / "shards", k)]
+    if missing:
+        raise IncompleteShardsError(
+            f"{len(missing)} of the {n_shards} shards of {out} are not complete (first: {_shard_name(missing[0])}); "
+            "run the featurization again: it resumes from the complete ones"
+        )
+    totals = _merge(out, n_shards)
+    if totals["clips"] + totals["rejected"] != n_inputs:
+        raise ShardPlanError(
+            f"the shards of {out} hold {totals['clips']} clips and {totals['rejected']} rejects, "
+            f"but there are {n_inputs} inputs; delete {out} and run again"
+        )
+    written = [r for r in results if not r.resumed]
+    times = {name: sum(getattr(r, name) for r in written) for name in ("decode_s", "decode_wait_s", "cqt_s", "write_s")}
+    summary = {
+        "inputs": n_inputs,
+        **totals,
+        "shards": n_shards,
+        "shards_resumed": n_shards - len(written),
+        "clips_this_run": sum(r.clips for r in written),
+        "wall_s": 0.0 if started is None else time.perf_counter() - started,
+        **times,
+    }
+    with _atomic(out / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
 def featurize_to_shards(
     sources: Iterable[ClipSource],
     out_dir: str | os.PathLike,
@@ -331,6 +580,11 @@ def featurize_to_shards(
     on_progress: Callable[[ShardProgress], None] | None = None,
 ) -> dict[str, Any]:
     """Decode, CQT and store every clip of ``sources`` in shards under ``out_dir``; resumable.
+
+    The single-process path: :func:`plan_shards`, :func:`prepare_shards`, then
+    :func:`featurize_shard` for each unfinished shard in order, fed by one decoding stream
+    (``workers`` processes) that runs across shard boundaries, then :func:`merge_shards`.
+    ``flows/featurize.py`` runs the same steps with the shards spread over a Dask cluster.
 
     Args:
         sources: the clips; their ``clip_id`` must be unique. Sorted by ``clip_id`` and cut
@@ -358,89 +612,33 @@ def featurize_to_shards(
         ValueError: a bad argument, no sources, or a repeated ``clip_id``.
         ShardPlanError: ``out_dir`` holds shards of other settings or another input list.
     """
-    for name, value in (("clips_per_shard", clips_per_shard), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    _check_positive_int("clips_per_shard", clips_per_shard)
+    _check_positive_int("batch_size", batch_size)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
-    if not min_seconds >= 0.0:
-        raise ValueError(f"min_seconds must be >= 0, got {min_seconds!r}")
-    ordered = sorted(sources, key=operator.attrgetter("clip_id"))
-    if not ordered:
-        raise ValueError("no sources to featurize")
-    for a, b in zip(ordered, ordered[1:]):
-        if a.clip_id == b.clip_id:
-            raise ValueError(f"clip_id {a.clip_id!r} is used by both {a.path} and {b.path}; clip ids must be unique")
-
     start = time.perf_counter()
-    out = Path(out_dir)
-    shard_dir = out / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    _check_plan(out, {
-        "format": _PLAN_FORMAT,
-        "cqt": dataclasses.asdict(cqt_config),
-        "clips_per_shard": clips_per_shard,
-        "min_seconds": float(min_seconds),
-        "sources": len(ordered),
-        "sources_sha256": _sources_digest(ordered),
-    })
-    for stale in shard_dir.glob("shard-*.tmp"):  # left by an interrupted write
-        stale.unlink()
-
-    n_shards = math.ceil(len(ordered) / clips_per_shard)
-    chunks = [ordered[i : i + clips_per_shard] for i in range(0, len(ordered), clips_per_shard)]
-    pending = [k for k in range(n_shards) if not _is_complete(shard_dir, k)]
+    jobs = plan_shards(sources, clips_per_shard)
+    pending = prepare_shards(out_dir, jobs, cqt_config, clips_per_shard=clips_per_shard, min_seconds=min_seconds)
     cqt = CQT.from_config(cqt_config).to(device).eval()
-    times = dict.fromkeys(("decode_s", "decode_wait_s", "cqt_s", "write_s"), 0.0)
-    clips_this_run = 0
-
+    results = []
     stream = decode_files(
-        (src.path for k in pending for src in chunks[k]),
+        (src.path for job in pending for src in job.sources),
         cqt_config.sample_rate,
         min_seconds=min_seconds,
         workers=workers,
         max_in_flight=max_in_flight,
     )
     try:
-        for done, k in enumerate(pending, start=n_shards - len(pending) + 1):
-            shard = _ShardBuilder(k, cqt, batch_size, times)
-            for src in chunks[k]:
-                t0 = time.perf_counter()
-                item = next(stream)
-                times["decode_wait_s"] += time.perf_counter() - t0
-                times["decode_s"] += item.seconds
-                if item.wave is None:
-                    shard.reject(src, item.reason)
-                else:
-                    shard.add(src, item.wave)
-            shard.flush()
-            t0 = time.perf_counter()
-            _write_shard(shard_dir, k, shard.parts, cqt_config.n_bins, shard.index_rows, shard.reject_rows)
-            times["write_s"] += time.perf_counter() - t0
-            clips_this_run += len(shard.index_rows)
+        for done, job in enumerate(pending, start=len(jobs) - len(pending) + 1):
+            result = featurize_shard(
+                job, out_dir, cqt_config, batch_size=batch_size, min_seconds=min_seconds, cqt=cqt, decoded=stream
+            )
+            results.append(result)
             if on_progress is not None:
-                on_progress(ShardProgress(k, done, n_shards, len(shard.index_rows), len(shard.reject_rows)))
+                on_progress(ShardProgress(job.index, done, len(jobs), result.clips, result.rejected))
     finally:
         stream.close()
-
-    totals = _merge(out, n_shards)
-    if totals["clips"] + totals["rejected"] != len(ordered):
-        raise ShardPlanError(
-            f"the shards of {out} hold {totals['clips']} clips and {totals['rejected']} rejects, "
-            f"but there are {len(ordered)} inputs; delete {out} and run again"
-        )
-    summary = {
-        "inputs": len(ordered),
-        **totals,
-        "shards": n_shards,
-        "shards_resumed": n_shards - len(pending),
-        "clips_this_run": clips_this_run,
-        "wall_s": time.perf_counter() - start,
-        **times,
-    }
-    with _atomic(out / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2)
-    return summary
+    return merge_shards(out_dir, results, started=start)
 
 
 class _Rows(Sequence):

@@ -1,22 +1,54 @@
 """Stage featurize@<dataset>: decode -> CQT -> compressed log-CQT shards in data/features/<dataset>/.
 
-Resumable: an interrupted run continues from its finished shards. When the params or the
-input list changed, the stale shards are removed and the dataset is featurized again.
+`featurize.executor` picks how: `local` runs s3t.shards.featurize_to_shards in this process
+(with `featurize.workers` decoding processes); `dask` maps the shards over a Dask cluster with
+the Prefect flow of flows/featurize.py, on the scheduler at `featurize.dask_address` or on a
+LocalCluster of `featurize.dask_workers` processes. Both write the same files.
+
+Resumable: an interrupted run continues from its finished shards, whichever executor wrote
+them. When the params or the input list changed, the stale shards are removed and the
+dataset is featurized again.
 """
 
+import logging
+import os
 import shutil
 import sys
 
-from _common import FEATURES, RAW, device, logger, params
+from _common import FEATURES, RAW, ROOT, device, logger, params
 
 from s3t.cqt import CQTConfig
 from s3t.manifest import read_manifest
 from s3t.shards import ShardPlanError, featurize_to_shards, sources_from_folder, sources_from_manifest
 
+EXECUTORS = ("local", "dask")
+
+
+def _runner(featurize: dict):
+    """The featurization function of the configured executor, with its own settings bound."""
+    executor = featurize["executor"]
+    if executor not in EXECUTORS:
+        raise SystemExit(f"featurize.executor is {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "local":
+        return lambda sources, out, cqt, **kw: featurize_to_shards(
+            sources, out, cqt, workers=featurize["workers"], **kw
+        )
+    # Prefect reports usage unless told not to; a pipeline run has no business phoning home.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect API call otherwise
+    sys.path.insert(0, str(ROOT))  # flows/ sits beside stages/, outside the installed s3t package
+    from flows.featurize import featurize_on_dask
+
+    return lambda sources, out, cqt, **kw: featurize_on_dask(
+        sources, out, cqt, address=featurize["dask_address"], n_workers=featurize["dask_workers"], **kw
+    )
+
 
 def main(dataset: str) -> None:
     log = logger(f"featurize@{dataset}")
     cqt, featurize = params("cqt", "featurize")
+    run = _runner(featurize)
     root = RAW / dataset
     if (root / "manifest.csv").is_file():
         sources = sources_from_manifest(read_manifest(root / "manifest.csv"), dataset)
@@ -24,15 +56,15 @@ def main(dataset: str) -> None:
         sources = sources_from_folder(root, dataset)
     out = FEATURES / dataset
     kwargs = dict(
-        clips_per_shard=featurize["clips_per_shard"], workers=featurize["workers"],
-        batch_size=featurize["batch_size"], min_seconds=featurize["min_seconds"], device=device(),
+        clips_per_shard=featurize["clips_per_shard"], batch_size=featurize["batch_size"],
+        min_seconds=featurize["min_seconds"], device=device(),
     )
     try:
-        summary = featurize_to_shards(sources, out, CQTConfig(**cqt), **kwargs)
+        summary = run(sources, out, CQTConfig(**cqt), **kwargs)
     except ShardPlanError as err:
         log.info("%s; starting over", err)
         shutil.rmtree(out)
-        summary = featurize_to_shards(sources, out, CQTConfig(**cqt), **kwargs)
+        summary = run(sources, out, CQTConfig(**cqt), **kwargs)
     log.info("%s", {k: v for k, v in summary.items() if not isinstance(v, dict)})
 
 

@@ -26,8 +26,15 @@ from s3t.shards import (
     INDEX_COLUMNS,
     ClipSource,
     FeatureStore,
+    IncompleteShardsError,
+    ShardJob,
     ShardPlanError,
+    _atomic,
+    featurize_shard,
     featurize_to_shards,
+    merge_shards,
+    plan_shards,
+    prepare_shards,
     sources_from_folder,
     sources_from_manifest,
 )
@@ -261,6 +268,70 @@ def test_a_rerun_with_other_settings_is_refused(corpus, baseline):
         _run(corpus, out, clips_per_shard=4)
     with pytest.raises(ShardPlanError, match="sources"):
         _run(corpus[:-1], out)
+
+
+def test_shards_made_one_at_a_time_in_any_order_equal_the_single_run(corpus, baseline, tmp_path):
+    out, expected = baseline
+    jobs = plan_shards(corpus, CLIPS_PER_SHARD)
+    ordered = sorted(corpus, key=lambda s: s.clip_id)
+    assert [j.name for j in jobs] == [f"shard-{k:05d}" for k in range(expected["shards"])]
+    assert [s for j in jobs for s in j.sources] == ordered
+    assert [len(j.sources) for j in jobs] == [3, 3, 3, 3, 1]
+    assert pickle.loads(pickle.dumps(jobs)) == jobs  # what a Dask worker receives
+
+    pending = prepare_shards(tmp_path, jobs, CFG, clips_per_shard=CLIPS_PER_SHARD, min_seconds=MIN_SECONDS)
+    assert pending == jobs and (tmp_path / "plan.json").read_bytes() == (out / "plan.json").read_bytes()
+    results = [featurize_shard(j, tmp_path, CFG, batch_size=2, min_seconds=MIN_SECONDS) for j in reversed(pending)]
+    for result in results:
+        k = result.index
+        assert not result.resumed and (result.cqt_s > 0.0) == (result.clips > 0)
+        assert result.clips == len(_read_csv(out / "shards" / f"shard-{k:05d}.index.csv"))
+        assert result.rejected == len(_read_csv(out / "shards" / f"shard-{k:05d}.rejects.csv"))
+
+    # Complete shards are left alone, by featurize_shard and by a later prepare_shards.
+    before = _mtimes(tmp_path, 1)
+    again = featurize_shard(jobs[1], tmp_path, CFG, batch_size=2, min_seconds=MIN_SECONDS)
+    assert again.resumed and (again.clips, again.rejected) == (0, 0) and _mtimes(tmp_path, 1) == before
+    assert prepare_shards(tmp_path, jobs, CFG, clips_per_shard=CLIPS_PER_SHARD, min_seconds=MIN_SECONDS) == []
+
+    summary = merge_shards(tmp_path, results)
+    assert {k: v for k, v in _tree(tmp_path).items() if k != "summary.json"} == {
+        k: v for k, v in _tree(out).items() if k != "summary.json"}
+    timings = ("wall_s", "decode_s", "decode_wait_s", "cqt_s", "write_s")
+    assert {k: v for k, v in summary.items() if k not in timings} == {
+        k: v for k, v in expected.items() if k not in timings}
+    assert summary["cqt_s"] == pytest.approx(sum(r.cqt_s for r in results))
+
+
+def test_merge_needs_every_shard_and_prepare_needs_a_plan(corpus, tmp_path):
+    jobs = plan_shards(corpus, CLIPS_PER_SHARD)
+    prepare_shards(tmp_path, jobs, CFG, clips_per_shard=CLIPS_PER_SHARD, min_seconds=MIN_SECONDS)
+    featurize_shard(jobs[-1], tmp_path, CFG, min_seconds=MIN_SECONDS)
+    with pytest.raises(IncompleteShardsError, match="4 of the 5 shards .* shard-00000"):
+        merge_shards(tmp_path)
+    assert not (tmp_path / "index.csv").exists()
+    for bad in (jobs[1:], jobs[:-1] + [ShardJob(4, jobs[0].sources + jobs[1].sources)], []):
+        with pytest.raises(ValueError, match="plan_shards"):
+            prepare_shards(tmp_path, bad, CFG, clips_per_shard=CLIPS_PER_SHARD)
+    # A stream of decoded files out of step with the shard is refused before anything is written.
+    stream = iter(decode_files([s.path for s in jobs[1].sources], CFG.sample_rate))
+    with pytest.raises(ValueError, match="expects"):
+        featurize_shard(jobs[0], tmp_path, CFG, decoded=stream)
+    assert not list((tmp_path / "shards").glob("shard-00000*"))
+
+
+def test_a_failed_atomic_write_leaves_neither_file_nor_temporary(tmp_path):
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with _atomic(tmp_path / "part.csv", "w") as fh:
+            fh.write("half a row")
+            raise Boom
+    assert list(tmp_path.iterdir()) == []
+    with _atomic(tmp_path / "part.csv", "w") as fh:
+        fh.write("a,b\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["part.csv"]
 
 
 def test_bad_arguments_and_duplicate_ids_are_refused(tmp_path):
