@@ -1,8 +1,17 @@
 """Stage pretrain: MoCo v2 pre-training on the features of `pretrain.dataset` -> models/pretrained.pt.
 
 The in-progress checkpoint lives in work/pretrain/<hash of the resolved config>/, so a killed
-run resumes where it stopped (same config) and a changed config starts afresh. With
-`pretrain.devices` > 1 the stage relaunches itself under torchrun (DDP).
+run resumes where it stopped (same config) and a changed config starts afresh.
+
+Several devices (DDP). With `pretrain.devices` > 1 the stage relaunches itself under torchrun
+on this machine, one process per device: NCCL with one GPU each when CUDA is available (the
+machine must have that many GPUs), otherwise gloo with one CPU process each (a test or debug
+setting: torchrun gives each process one OpenMP thread). `pretrain.batch_size` is per
+process, as in the paper (128 per GPU on 4 GPUs). Several machines: start the stage under
+torchrun on each yourself (e.g. `torchrun --nnodes=2 --nproc-per-node=4 --rdzv-backend=c10d
+--rdzv-endpoint=HOST:29500 stages/pretrain.py`); a process started by torchrun never relaunches,
+and `work/` must be on a file system every machine shares (rank 0 writes the checkpoint, all
+ranks read it to resume).
 """
 
 import csv
@@ -39,15 +48,28 @@ def configs() -> tuple[ModelConfig, PretrainConfig, dict]:
 def main() -> None:
     model, config, section = configs()
     devices = int(section["devices"])
+    if devices < 1:
+        raise SystemExit(f"pretrain.devices must be >= 1, got {devices}")
     if devices > 1 and "LOCAL_RANK" not in os.environ:
-        sys.exit(subprocess.call(["torchrun", f"--nproc-per-node={devices}", __file__]))
+        if torch.cuda.is_available() and torch.cuda.device_count() < devices:
+            raise SystemExit(
+                f"pretrain.devices is {devices} but this machine has {torch.cuda.device_count()} GPUs; "
+                "lower it, or start the stage under torchrun on several machines (see the module docstring)"
+            )
+        # The venv's own torchrun (no reliance on PATH); --standalone picks a free local rendezvous
+        # port, so two runs on one machine do not collide on torchrun's default 29500.
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}"]
+        sys.exit(subprocess.call([*launch, __file__]))
     if "LOCAL_RANK" in os.environ:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():
+            # Bind the GPU before the process group, so NCCL's communicator lives on this rank's device.
             torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+            dist.init_process_group("nccl")
+        else:
+            dist.init_process_group("gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else device()
-    log = logger("pretrain")
+    log = logger("pretrain" if rank == 0 else f"pretrain rank {rank}")
 
     store = FeatureStore(FEATURES / section["dataset"])
     # Pre-training never sees the test split of a labeled dataset (memory-mapped, not loaded).
@@ -55,7 +77,8 @@ def main() -> None:
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
     key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
     work = WORK / "pretrain" / key
-    log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)
+    if rank == 0:
+        log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)
     steps = config.epochs * (len(clips) // (config.batch_size * (dist.get_world_size() if dist.is_initialized() else 1)))
     with tqdm(total=steps, desc="pretrain", unit="step", disable=rank != 0, file=sys.stderr) as bar:
         def on_step(s):
