@@ -58,16 +58,18 @@ def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
     """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group."""
     settings = f"{backbone}, {preprocessor}"
     out = ["# S3T: paper tables next to this run", "",
-           "Paper values are from the S3T paper; ours are from `metrics/<dataset>/probe_<percent>.json` of this run,",
-           "each labelled (dataset, backbone, pre-processor, label fraction). Metrics in %.", ""]
+           "Paper values are from the S3T paper (its Supervised and CLMR rows quote other papers); ours are from",
+           "`metrics/<dataset>/probe_<percent>.json` of this run, each labelled (dataset, backbone, pre-processor,",
+           "label fraction). Metrics in %. A cell this run did not produce says \"not run\".", ""]
 
     columns = [("mtat", "pr_auc", "MTAT PR-AUC"), ("mtat", "roc_auc", "MTAT ROC-AUC"),
                ("fma_small", "top1", "FMA top-1"), ("gtzan", "top1", "GTZAN top-1")]
-    header = ["Method"] + [f"{name} paper | ours" for _, _, name in columns]
+    header = ["Method"] + [f"{name} ({who})" for _, _, name in columns for who in ("paper", "ours")]
     rows = []
     for method, paper in PAPER_TABLE1.items():
         key = METHOD_KEYS.get(method)
-        rows.append([method] + [f"{_pct(paper.get((d, m)) / 100)} \\| {_ours(results, d, 100, key, m, settings)}" for d, m, _ in columns])
+        rows.append([method] + [cell for d, m, _ in columns
+                                for cell in (_pct(paper.get((d, m)) / 100), _ours(results, d, 100, key, m, settings))])
     out += ["## Table 1: linear evaluation, 100% labels", "", _table(header, rows), ""]
 
     columns2 = [("mtat", "pr_auc", "MTAT PR-AUC"), ("mtat", "roc_auc", "MTAT ROC-AUC"),
@@ -78,18 +80,20 @@ def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
         cells = []
         for d, m, _ in columns2:
             p = paper.get((d, m))
-            cells.append(f"{_pct(None if p is None else p / 100)} \\| {_ours(results, d, percent, key, m, settings)}")
+            cells += [_pct(None if p is None else p / 100), _ours(results, d, percent, key, m, settings)]
         rows.append([f"{method} {percent}%"] + cells)
-    out += ["## Table 2: label efficiency", "", _table(["Setting"] + [f"{n} paper | ours" for _, _, n in columns2], rows), ""]
+    header2 = ["Setting"] + [f"{n} ({who})" for _, _, n in columns2 for who in ("paper", "ours")]
+    out += ["## Table 2: label efficiency", "", _table(header2, rows), ""]
 
     for title, paper_rows, ours_key in (("Table 3: backbones on GTZAN", PAPER_TABLE3, backbone),
                                          ("Table 4: pre-processors on GTZAN", PAPER_TABLE4, preprocessor)):
         rows = []
         for key, (name, top1, top5) in paper_rows.items():
             match = "s3t" if key == ours_key else None
-            rows.append([name, f"{top1:.1f} \\| {_ours(results, 'gtzan', 100, match, 'top1', settings)}",
-                         f"{top5:.1f} \\| {_ours(results, 'gtzan', 100, match, 'top5', settings)}"])
-        out += [f"## {title}", "", _table(["Row", "Top-1 paper | ours", "Top-5 paper | ours"], rows), ""]
+            rows.append([name, f"{top1:.1f}", _ours(results, "gtzan", 100, match, "top1", settings),
+                         f"{top5:.1f}", _ours(results, "gtzan", 100, match, "top5", settings)])
+        header3 = ["Row", "Top-1 (paper)", "Top-1 (ours)", "Top-5 (paper)", "Top-5 (ours)"]
+        out += [f"## {title}", "", _table(header3, rows), ""]
 
     others = sorted(d for d in results if d not in ("gtzan", "fma_small", "mtat"))
     for dataset in others:

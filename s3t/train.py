@@ -15,9 +15,9 @@ Choices where the paper is silent:
   incomplete batch is dropped so every enqueue has the same size and the queue (K a
   multiple of the global batch) wraps exactly.
 - Checkpoints are written at the end of every epoch. Resuming restores the model,
-  optimiser, queue and pointer, step, and every random state (global torch RNG for drop
-  path, the augmentation generator), so on CPU a resumed run ends with the same weights
-  as an uninterrupted one.
+  optimiser, queue and pointer, step, and every random state of every rank (global torch
+  RNG for drop path, the augmentation generator), so on CPU a resumed run ends with the
+  same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -114,16 +114,18 @@ def pretrain(
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
-    # The run's seed fixes the initial weights, drop path and the augmentation draws.
-    torch.manual_seed(config.seed + 1000 * rank)
-    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)
-    preprocess = model.build_preprocessor().to(device)
-    augment = MusicAugment(out_frames=preprocess.frames, **config.augment).to(device)
+    # The run's seed fixes the initial weights and queue (the same on every rank), then each
+    # rank's drop path and augmentation draws (different per rank).
+    torch.manual_seed(config.seed)
     moco = MoCo(
         model.build_backbone,
         dim=config.dim, K=config.K, m=config.m, T=config.T, num_hidden=config.num_hidden,
         batch_size=config.batch_size, world_size=world,
     ).to(device)
+    torch.manual_seed(config.seed + 1000 * rank)
+    augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)
+    preprocess = model.build_preprocessor().to(device)
+    augment = MusicAugment(out_frames=preprocess.frames, **config.augment).to(device)
     trainable = [p for p in moco.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
@@ -138,12 +140,17 @@ def pretrain(
             raise ResumeError(f"{checkpoint_path} was written with another configuration; resume with the same one")
         moco.load_state_dict(state["moco"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], augment_generator)
+        if len(state["rng"]) != world:
+            raise ResumeError(f"{checkpoint_path} was written by {len(state['rng'])} processes; resume with as many")
+        _set_rng_state(state["rng"][rank], augment_generator)
         start_epoch, step, history = state["epoch"] + 1, state["step"], list(state["history"])
 
     net: nn.Module = moco
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(moco, device_ids=[device.index] if device.type == "cuda" else None)
+        # Every rank enqueues the same gathered keys, so the queue needs no broadcast each step.
+        net = nn.parallel.DistributedDataParallel(
+            moco, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
     if config.compile:
         moco.encoder_q.compile()
         moco.encoder_k.compile()
@@ -181,13 +188,17 @@ def pretrain(
         row = {"epoch": epoch, "step": step, "loss": epoch_loss / steps_per_epoch, "lr": lr,
                "samples_per_s": steps_per_epoch * config.batch_size * world / (time.perf_counter() - tic)}
         history.append(row)
+        rng = [_rng_state(augment_generator)]  # one entry per rank, so each resumes its own draws
+        if world > 1:
+            rng = [None] * world
+            dist.all_gather_object(rng, _rng_state(augment_generator))
         if rank == 0:
             save_checkpoint(
                 {
                     "moco": moco.state_dict(),
                     "encoder": moco.encoder_q.backbone.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(augment_generator),
+                    "rng": rng,
                     "epoch": epoch,
                     "step": step,
                     "history": history,

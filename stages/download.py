@@ -9,7 +9,7 @@ import sys
 from _common import RAW, logger, params
 
 from s3t.audio import find_audio_files
-from s3t.corpus import generate_corpus
+from s3t.corpus import GENRES, generate_corpus
 from s3t.datasets import write_dataset_manifest
 from s3t.datasets.download import DownloadError, fetch_dataset
 
@@ -19,7 +19,8 @@ def main(dataset: str) -> None:
     root = RAW / dataset
     if dataset == "corpus":
         corpus, seed = params("corpus", "seed")
-        generate_corpus(root, corpus["clips_per_genre"], seed=seed, seconds=corpus["seconds"], workers=corpus["workers"])
+        genres = corpus["genres"] or GENRES
+        generate_corpus(root, corpus["clips_per_genre"], seed=seed, genres=genres, seconds=corpus["seconds"], workers=corpus["workers"])
     elif dataset == "unlabeled":
         if not root.is_dir() or not find_audio_files(root):
             sys.exit(f"put your unlabeled pre-training audio (any format, any folder depth) under {root}")
