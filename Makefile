@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install params run test bench clean
+.PHONY: install params run test bench clean prefect-server serve
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ run: install
 
 test: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+# A local Prefect server: SQLite in ~/.prefect, UI at http://127.0.0.1:4200, no telemetry.
+prefect-server: install
+	PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1 $(BIN)/prefect server start --host 127.0.0.1
+
+# Serve the s3t/full deployment to that server (one run at a time).
+serve: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" PREFECT_API_URL=http://127.0.0.1:4200/api DO_NOT_TRACK=1 $(BIN)/python flows/serve.py
 
 bench: install
 	$(BIN)/python bench/bench_cqt.py
