@@ -109,9 +109,10 @@ def test_experiment_with_frequency_tiling_shows_in_metrics_diff(reference):
     sets = [arg for o in TINY + ["preprocessor=frequency_tiling"] for arg in ("-S", o)]
     _run([str(BIN / "dvc"), "exp", "run", "-n", "tiling", *sets], reference)
     assert "frequency_tiling" in (reference / "params.yaml").read_text()
-    out = _run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--json"], reference)
+    out = _run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json"], reference)
     diff = json.loads(out[out.index("{"):])["metrics/corpus/probe_100.json"]
     assert {"s3t.top1", "random_init.top1", "supervised.top1"} <= set(diff)
     assert all(diff[k]["old"] is not None and diff[k]["new"] is not None for k in diff)
+    assert any(diff[k]["old"] != diff[k]["new"] for k in diff), "the pre-processor changed no metric"
     shown = _run([str(BIN / "dvc"), "exp", "show", "--csv"], reference)
     assert "tiling" in shown
