@@ -22,6 +22,7 @@ params: install
 # The main job: the whole DVC pipeline on the bundled corpus (stage commands call the venv's python).
 run: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/dvc metrics show
 	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show"
 
 test: install

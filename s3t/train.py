@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader
 
 from s3t.augment import MusicAugment
 from s3t.checkpoint import load_checkpoint, save_checkpoint
@@ -56,6 +57,7 @@ class PretrainConfig:
     seed: int = 0
     bf16: bool = True
     compile: bool = False
+    num_workers: int = 0
     augment: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +85,10 @@ def _set_rng_state(state: dict[str, Any], augment_generator: torch.Generator) ->
     augment_generator.set_state(state["augment"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _collate(clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return pad_batch([clip.float() for clip in clips])
 
 
 def pretrain(
@@ -160,11 +166,16 @@ def pretrain(
         moco.train()
         order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(config.seed + epoch))
         order = order[rank::world]
+        batches = [order[i * config.batch_size : (i + 1) * config.batch_size].tolist() for i in range(steps_per_epoch)]
+        # Worker processes read and pad the next batches while the device trains on this one;
+        # the batch order is fixed above, so the run does not depend on num_workers.
+        loader = DataLoader(
+            clips, batch_sampler=batches, collate_fn=_collate, num_workers=config.num_workers,
+            pin_memory=device.type == "cuda", persistent_workers=False,
+        )
         epoch_loss, tic = 0.0, time.perf_counter()
-        for i in range(steps_per_epoch):
-            idx = order[i * config.batch_size : (i + 1) * config.batch_size].tolist()
-            x, lengths = pad_batch([clips[j].float() for j in idx])
-            x, lengths = x.to(device, non_blocking=True), lengths.to(device)
+        for i, (x, lengths) in enumerate(loader):
+            x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
             x_q, x_k, _ = augment(standardize(x, lengths), lengths, generator=augment_generator)
 
             lr = cosine_with_warmup(step, total_steps, warmup_steps, config.lr)

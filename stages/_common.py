@@ -39,5 +39,8 @@ def device() -> torch.device:
 
 
 def logger(stage: str) -> logging.Logger:
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {stage}: %(message)s", stream=sys.stderr)
-    return logging.getLogger(stage)
+    """INFO for the stage's own messages; libraries (GX, Prefect, httpx) stay at WARNING."""
+    logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s {stage}: %(message)s", stream=sys.stderr)
+    log = logging.getLogger(f"s3t.stage.{stage}")
+    log.setLevel(logging.INFO)
+    return log

@@ -19,7 +19,7 @@ def main(dataset: str, percent: int) -> None:
     log = logger(f"probe@{dataset}-{percent}")
     section, seed = params("probe", "seed")
     config = ProbeConfig(
-        epochs=section["epochs"], batch_size=section["batch_size"][dataset], lr=section["lr"],
+        epochs=section["epochs"], batch_size=section["batch_size"][dataset], lr=section["lr"][dataset],
         weight_decay=section["weight_decay"], warmup_epochs=section["warmup_epochs"], seed=seed,
     )
     result = {"dataset": dataset, "percent": percent}

@@ -63,3 +63,12 @@ def test_too_few_clips_and_bad_config_raise(tmp_path):
         pretrain(_clips(3), MODEL, CONFIG, tmp_path / "c.pt")
     with pytest.raises(ValueError, match="warmup_epochs"):
         PretrainConfig(epochs=2, warmup_epochs=5)
+
+
+def test_data_loading_workers_do_not_change_the_run(tmp_path):
+    clips = _clips()
+    config = PretrainConfig(epochs=1, batch_size=4, K=16, warmup_epochs=0)
+    pretrain(clips, MODEL, config, tmp_path / "inline.pt")
+    pretrain(clips, MODEL, PretrainConfig(**{**config.__dict__, "num_workers": 2}), tmp_path / "workers.pt")
+    a, b = load_checkpoint(tmp_path / "inline.pt")["moco"], load_checkpoint(tmp_path / "workers.pt")["moco"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
