@@ -27,13 +27,6 @@ from s3t.model import ModelConfig
 from s3t.probe import LinearProbe, ProbeConfig, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
-# The CPU preset: the paper's pipeline, sized so a 2-core machine pre-trains in minutes.
-CPU_PRESET = {
-    "model": {"backbone": "swin_cpu"},
-    "pretrain": {"epochs": 30, "batch_size": 32, "K": 1024, "warmup_epochs": 3, "m": 0.99},
-}
-
-
 class CLIError(ValueError):
     """Bad command-line input."""
 
@@ -62,13 +55,10 @@ def _report_rejected(rejected: list[Rejected]) -> None:
 def cmd_pretrain(args: argparse.Namespace) -> None:
     model_fields: dict[str, Any] = {}
     train_fields: dict[str, Any] = {}
-    if args.preset == "cpu":
-        model_fields.update(CPU_PRESET["model"])
-        train_fields.update(CPU_PRESET["pretrain"])
     for key in ("backbone", "preprocessor"):
         if getattr(args, key) is not None:
             model_fields[key] = getattr(args, key)
-    for key in ("epochs", "batch_size", "K", "lr", "warmup_epochs", "seed"):
+    for key in ("epochs", "batch_size", "K", "m", "lr", "warmup_epochs", "seed"):
         if getattr(args, key) is not None:
             train_fields[key] = getattr(args, key)
     if args.compile:
@@ -187,16 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=0, help="decoding worker processes (0: in-process)")
         p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("pretrain", help="self-supervised MoCo v2 pre-training on folders of unlabeled audio")
+    p = sub.add_parser(
+        "pretrain", help="self-supervised MoCo v2 pre-training on folders of unlabeled audio (paper settings by default)"
+    )
     p.add_argument("--audio", action="append", required=True, help="folder of audio files, searched recursively (repeatable)")
     p.add_argument("--out", required=True, help="checkpoint path to write")
-    p.add_argument("--preset", choices=("paper", "cpu"), default="paper", help="paper settings, or the small CPU preset")
-    p.add_argument("--backbone")
+    p.add_argument("--backbone", help="a registered backbone (default swin_t; swin_cpu for CPUs)")
     p.add_argument("--preprocessor", choices=("time_folding", "frequency_tiling"))
     p.add_argument("--time-compression", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--K", type=int, help="queue size")
+    p.add_argument("--K", type=int, help="queue size (keep it below the number of clips)")
+    p.add_argument("--m", type=float, help="key-encoder momentum")
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-epochs", type=int)
     p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
