@@ -42,3 +42,9 @@ def test_paper_scale_is_the_papers_setting(tmp_path):
     assert p["eval_datasets"] == ["gtzan", "fma_small", "mtat"] and p["probe"]["fractions"] == [100, 10, 1]
     assert p["preprocessor"] == {"name": "time_folding", "input_size": 256}
     assert p["backbone"]["kwargs"] == {"window_size": 8, "drop_path_rate": 0.1}
+
+
+def test_command_line_backbone_wins_over_the_paper_scale(tmp_path):
+    """The README's Table 3 recipe: `-S scale=paper -S backbone=resnet50` runs ResNet50 at paper scale."""
+    p = _compose(tmp_path, ["scale=paper", "backbone=resnet50", "eval_datasets=[gtzan]"])
+    assert p["backbone"]["name"] == "resnet50" and p["pretrain"]["epochs"] == 400 and p["eval_datasets"] == ["gtzan"]
