@@ -89,3 +89,24 @@ class EmbeddingSet:
     @classmethod
     def from_state(cls, state: dict) -> "EmbeddingSet":
         return cls(**{**state, "labels": [tuple(labels) for labels in state["labels"]]})
+
+
+def embed_labeled(
+    encoder: Encoder,
+    clips: Sequence[torch.Tensor],
+    *,
+    ids: Sequence[str],
+    labels: Sequence[tuple[str, ...]],
+    splits: Sequence[str],
+    method: str,
+    batch_size: int = 32,
+    num_segments: int = 1,
+    device: torch.device | str = "cpu",
+) -> EmbeddingSet:
+    """Embed labeled clips into an :class:`EmbeddingSet`; multi-label when any clip has other than one label."""
+    emb = embed_spectrograms(encoder, clips, batch_size=batch_size, num_segments=num_segments, device=device)
+    return EmbeddingSet(
+        embeddings=emb, ids=list(ids), labels=[tuple(x) for x in labels], splits=list(splits),
+        label_set=sorted({label for row in labels for label in row}),
+        multilabel=any(len(row) != 1 for row in labels), method=method,
+    )

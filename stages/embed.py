@@ -6,18 +6,9 @@ import sys
 from _common import EMBEDDINGS, FEATURES, MODELS, device, logger, params
 
 from s3t.checkpoint import save_checkpoint
-from s3t.embed import EmbeddingSet, embed_spectrograms
+from s3t.embed import embed_labeled
 from s3t.shards import FeatureStore
 from s3t.train import load_encoder
-
-
-def embed_store(encoder, store: FeatureStore, method: str, batch_size: int, segments: int) -> EmbeddingSet:
-    emb = embed_spectrograms(encoder, store, batch_size=batch_size, num_segments=segments, device=device())
-    multilabel = any(len(labels) != 1 for labels in store.labels)
-    return EmbeddingSet(
-        embeddings=emb, ids=list(store.clip_ids), labels=list(store.labels), splits=list(store.splits),
-        label_set=sorted({label for labels in store.labels for label in labels}), multilabel=multilabel, method=method,
-    )
 
 
 def main(dataset: str) -> None:
@@ -28,7 +19,10 @@ def main(dataset: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for method, random_init in (("s3t", False), ("random_init", True)):
         encoder = load_encoder(MODELS / "pretrained.pt", random_init=random_init, seed=seed)
-        embeddings = embed_store(encoder, store, method, section["batch_size"], section["segments"])
+        embeddings = embed_labeled(
+            encoder, store, ids=store.clip_ids, labels=store.labels, splits=store.splits, method=method,
+            batch_size=section["batch_size"], num_segments=section["segments"], device=device(),
+        )
         save_checkpoint({"embeddings": embeddings.to_state()}, out / f"{method}.pt")
         log.info("%s: %s", method, tuple(embeddings.embeddings.shape))
 

@@ -4,10 +4,10 @@
 import sys
 
 from _common import EMBEDDINGS, FEATURES, MODELS, device, logger, params
-from embed import embed_store
 from torch.utils.data import Subset
 
 from s3t.checkpoint import load_checkpoint, save_checkpoint
+from s3t.embed import embed_labeled
 from s3t.model import ModelConfig
 from s3t.probe import encode_targets
 from s3t.supervised import SupervisedConfig, train_supervised
@@ -33,7 +33,10 @@ def main(dataset: str) -> None:
         {"encoder": encoder.backbone.state_dict(), "config": {"model": model.to_dict()}, "history": history},
         MODELS / "supervised" / f"{dataset}.pt",
     )
-    embeddings = embed_store(encoder, store, "supervised", embed["batch_size"], embed["segments"])
+    embeddings = embed_labeled(
+        encoder, store, ids=store.clip_ids, labels=store.labels, splits=store.splits, method="supervised",
+        batch_size=embed["batch_size"], num_segments=embed["segments"], device=device(),
+    )
     save_checkpoint({"embeddings": embeddings.to_state()}, EMBEDDINGS / dataset / "supervised.pt")
 
 

@@ -32,3 +32,17 @@ def test_standardize_ignores_padding():
     assert torch.allclose(out[0, :, :4].mean(), torch.tensor(0.0), atol=1e-6)
     assert torch.allclose(out[0, :, :4].std(unbiased=False), torch.tensor(1.0), atol=1e-3)
     assert torch.equal(out[0, :, 4:], torch.zeros(2, 2))
+
+
+def test_embed_labeled_records_labels_and_detects_multilabel():
+    from s3t.embed import embed_labeled
+
+    torch.manual_seed(0)
+    encoder = Encoder(ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32, cqt=CQTConfig()))
+    clips = [torch.randn(84, 40) for _ in range(3)]
+    single = embed_labeled(encoder, clips, ids=["a", "b", "c"], labels=[("rock",), ("jazz",), ("rock",)],
+                           splits=["train", "valid", "test"], method="s3t")
+    assert single.label_set == ["jazz", "rock"] and not single.multilabel and single.embeddings.shape == (3, 8)
+    tags = embed_labeled(encoder, clips, ids=["a", "b", "c"], labels=[("x", "y"), (), ("y",)],
+                         splits=["train", "valid", "test"], method="s3t")
+    assert tags.multilabel and tags.label_set == ["x", "y"]
