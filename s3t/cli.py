@@ -89,7 +89,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Rejected]]:
-    rows = read_manifest(args.manifest)
+    rows = read_manifest(args.manifest, group_column=args.group_column)
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
     clips, kept, rejected = _featurize([r.path for r in rows], encoder.config.cqt, device, args.workers, "featurize")
@@ -119,6 +119,9 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
+    if args.embeddings and args.group_column:
+        # The embeddings file carries no groups; silently skipping the check would suggest it passed.
+        raise CLIError("--group-column checks a manifest; use it with --checkpoint and --manifest, not --embeddings")
     if args.embeddings:
         state = load_checkpoint(args.embeddings)
         embeddings, rejected = EmbeddingSet.from_state(state["embeddings"]), state["rejected"]
@@ -196,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_pretrain)
 
+    def group_column(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--group-column",
+            metavar="NAME",
+            help="manifest column that groups clips (e.g. track, artist); the loader checks no group spans two splits",
+        )
+
     def encode_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--random-init", action="store_true", help="use a randomly initialised encoder (baseline)")
         p.add_argument("--segments", type=int, default=1, help="segments per clip, mean-pooled")
@@ -203,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embed the clips of a manifest with a frozen encoder")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--manifest", required=True, help="CSV with columns path,label,split")
+    p.add_argument("--manifest", required=True, help="CSV with columns path,label,split (in any order; others ignored)")
+    group_column(p)
     p.add_argument("--out", required=True)
     p.add_argument("--batch-size", type=int, default=32)
     encode_args(p)
@@ -211,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("probe", help="train a linear probe on frozen embeddings and report test metrics")
     p.add_argument("--checkpoint")
-    p.add_argument("--manifest")
+    p.add_argument("--manifest", help="CSV with columns path,label,split (in any order; others ignored)")
+    group_column(p)
     p.add_argument("--embeddings", help="embeddings written by `s3t embed` (instead of --checkpoint/--manifest)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of training labels (stratified)")

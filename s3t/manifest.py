@@ -1,12 +1,22 @@
 """Labeled-audio manifests: the CSV contract between datasets, the CLI and the pipeline.
 
-A manifest is a CSV file with the header ``path,label,split``:
+A manifest is a CSV file (UTF-8; a byte-order mark before the header, as spreadsheet
+programs write, is accepted) whose first line is a header naming its columns. Columns are
+found by name, in any order; three are required:
 
 - ``path``: an audio file, relative to the manifest's folder or absolute;
 - ``label``: one label (single-label tasks, e.g. genre) or several joined with ``|``
   (multi-label tasks, e.g. MagnaTagATune tags); may be empty for an unlabeled row of a
   multi-label manifest (a clip with none of the tags);
 - ``split``: ``train``, ``valid`` or ``test``.
+
+Any other column (``track``, ``artist``, ``album``, ``start_s``, ...) is accepted and ignored,
+so a manifest can carry its provenance. One of them may be named as the *group column*
+(``read_manifest(path, group_column="track")``): clips cut from the same track, or tracks
+of the same artist, then form a group, every row needs a non-empty group, and no group may
+appear in two splits. A clip of a test track whose sibling clip is in train makes the test
+score measure memorisation rather than generalisation, and nothing in the clips themselves
+reveals it, so the loader refuses such a manifest.
 
 Rows are checked when read: a bad row raises :class:`ManifestError` naming the line, so a
 broken manifest is reported rather than silently trimmed.
@@ -18,24 +28,30 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 SPLITS = ("train", "valid", "test")
 LABEL_SEPARATOR = "|"
 HEADER = ("path", "label", "split")
+_SHOWN_GROUPS = 5  # leaking groups named in the error; the rest are counted
 
 
 class ManifestError(ValueError):
-    """A manifest file that does not follow the ``path,label,split`` contract."""
+    """A manifest file that does not follow the CSV contract of this module."""
 
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One labeled clip. ``path`` is absolute once read through :func:`read_manifest`."""
+    """One labeled clip. ``path`` is absolute once read through :func:`read_manifest`.
+
+    ``group`` is the row's value in the group column when the manifest was read with one
+    (e.g. its track or artist), ``""`` otherwise.
+    """
 
     path: str
     labels: tuple[str, ...]
     split: str
+    group: str = ""
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -45,52 +61,179 @@ class ManifestRow:
         for label in self.labels:
             if not label or LABEL_SEPARATOR in label or label != label.strip():
                 raise ManifestError(f"label {label!r} of {self.path} is empty, padded or contains {LABEL_SEPARATOR!r}")
+        # Read values are stripped, so a padded group could never be read back as written.
+        if self.group != self.group.strip():
+            raise ManifestError(f"group {self.group!r} of {self.path} has leading or trailing spaces; strip it")
 
 
-def read_manifest(path: str | os.PathLike) -> list[ManifestRow]:
-    """Read and validate a manifest; relative paths are resolved against its folder."""
+def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -> list[ManifestRow]:
+    """Read and validate a manifest; relative paths are resolved against its folder.
+
+    Args:
+        path: the CSV file.
+        group_column: a header column whose value groups rows (e.g. ``track``); every row
+            then needs a non-empty value, no group may span two splits, and each row's
+            ``group`` holds the value. None: no grouping, ``group`` is ``""``.
+
+    Returns:
+        The rows in file order (blank lines skipped).
+
+    Raises:
+        ManifestError: the file is missing, a required or the group column is absent, a row
+            has another number of fields than the header or a bad value (the message names
+            the line), or a group is in two splits.
+    """
+    if group_column is not None and not group_column.strip():
+        raise ManifestError(f"group_column must name a manifest column, got {group_column!r}")
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist")
     root = path.resolve().parent
     rows: list[ManifestRow] = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != HEADER:
-            raise ManifestError(f"{path}: the first line must be the header {','.join(HEADER)}, got {header}")
-        for line_no, record in enumerate(reader, start=2):
+        if header is None:
+            raise ManifestError(
+                f"{path} is empty; its first line must be a header naming the columns {','.join(HEADER)}"
+            )
+        names = [h.strip() for h in header]
+        columns = _column_positions(path, names, group_column)
+        for record in reader:
             if not record:
                 continue
-            if len(record) != 3:
-                raise ManifestError(f"{path}:{line_no}: expected 3 columns (path,label,split), got {len(record)}")
-            rel, label, split = (field.strip() for field in record)
+            # line_num counts physical lines, so it stays right after blank lines and quoted newlines.
+            line_no = reader.line_num
+            if len(record) != len(names):
+                raise ManifestError(
+                    f"{path}:{line_no}: expected {len(names)} fields like the header ({','.join(names)}), "
+                    f"got {len(record)}; quote fields that contain commas"
+                )
+            rel, label, split = (record[columns[c]].strip() for c in HEADER)
+            group = record[columns[group_column]].strip() if group_column is not None else ""
+            if group_column is not None and not group:
+                raise ManifestError(
+                    f"{path}:{line_no}: empty {group_column!r} (the group column); give every row a group"
+                )
             labels = tuple(label.split(LABEL_SEPARATOR)) if label else ()
             try:
-                row = ManifestRow(path=str((root / rel).resolve()) if rel else "", labels=labels, split=split)
+                row = ManifestRow(
+                    path=str((root / rel).resolve()) if rel else "", labels=labels, split=split, group=group
+                )
             except ManifestError as err:
                 raise ManifestError(f"{path}:{line_no}: {err}") from None
             rows.append(row)
     if not rows:
         raise ManifestError(f"{path} has a header but no rows")
+    if group_column is not None:
+        leaks = _groups_in_several_splits(rows)
+        if leaks:
+            raise ManifestError(f"{path}: {_leak_message(leaks, group_column)}")
     return rows
 
 
-def write_manifest(rows: Iterable[ManifestRow], path: str | os.PathLike) -> None:
-    """Write rows atomically; paths inside the manifest's folder are stored relative to it."""
+def _column_positions(path: Path, names: list[str], group_column: str | None) -> dict[str, int]:
+    """Header name -> field index of the required columns and the group column."""
+    missing = [c for c in HEADER if c not in names]
+    if missing:
+        raise ManifestError(
+            f"{path}: the header lacks the column(s) {', '.join(missing)} (found: {', '.join(names)}); "
+            f"the first line must name the columns {', '.join(HEADER)}, in any order"
+        )
+    if group_column is not None and group_column not in names:
+        raise ManifestError(
+            f"{path}: group column {group_column!r} is not in the header; its columns are {', '.join(names)}"
+        )
+    used = set(HEADER) | ({group_column} if group_column is not None else set())
+    repeated = sorted(c for c in used if names.count(c) > 1)
+    if repeated:
+        # Which of two equally named columns holds the value is a guess, so refuse.
+        raise ManifestError(f"{path}: the header names column(s) {', '.join(repeated)} more than once; keep one")
+    return {c: names.index(c) for c in used}
+
+
+def _groups_in_several_splits(rows: Sequence[ManifestRow]) -> list[tuple[str, list[str]]]:
+    """(group, its splits in SPLITS order) for each group in two or more splits, in first-seen order."""
+    splits_of: dict[str, set[str]] = {}
+    for row in rows:
+        splits_of.setdefault(row.group, set()).add(row.split)
+    return [(g, [s for s in SPLITS if s in splits]) for g, splits in splits_of.items() if len(splits) > 1]
+
+
+def _leak_message(leaks: list[tuple[str, list[str]]], group_column: str) -> str:
+    """One line naming up to _SHOWN_GROUPS leaking groups and what to change."""
+    shown = [
+        f"group {group!r} is in {', '.join(splits[:-1])} and {splits[-1]}" for group, splits in leaks[:_SHOWN_GROUPS]
+    ]
+    more = f" (and {len(leaks) - _SHOWN_GROUPS} more)" if len(leaks) > _SHOWN_GROUPS else ""
+    return (
+        f"{len(leaks)} group(s) of column {group_column!r} span several splits: {'; '.join(shown)}{more}; "
+        f"put each group in one split"
+    )
+
+
+def write_manifest(
+    rows: Iterable[ManifestRow],
+    path: str | os.PathLike,
+    *,
+    group_column: str | None = None,
+    extra: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Write rows atomically; paths inside the manifest's folder are stored relative to it.
+
+    Args:
+        rows: the rows.
+        path: the CSV file to write (replaced).
+        group_column: when given, each row's ``group`` is written under this column after
+            ``split``; the rows must then satisfy what :func:`read_manifest` checks for it
+            (non-empty groups, no group in two splits). None: groups are not written.
+        extra: further columns, name -> one value per row, written after the group column
+            (e.g. ``{"start_s": [...]}``); read_manifest ignores them.
+
+    Raises:
+        ValueError: a column name is empty or repeats another, an ``extra`` column has
+            another length than ``rows``.
+        ManifestError: with ``group_column``, a row without a group or a group in two splits.
+    """
+    rows = list(rows)
+    extra = dict(extra or {})
+    header = list(HEADER) + ([group_column] if group_column is not None else []) + list(extra)
+    names = [str(c).strip() for c in header]
+    if any(not c for c in names) or len(set(names)) != len(names) or names != header:
+        raise ValueError(
+            f"manifest column names must be non-empty, unpadded and distinct from each other and from "
+            f"{', '.join(HEADER)}; got {header}"
+        )
+    for name, values in extra.items():
+        if len(values) != len(rows):
+            raise ValueError(f"extra column {name!r} has {len(values)} values for {len(rows)} rows; give one per row")
+    if group_column is not None:
+        unnamed = [row.path for row in rows if not row.group]
+        if unnamed:
+            raise ManifestError(
+                f"{len(unnamed)} row(s) have no group for column {group_column!r}, e.g. {unnamed[0]}; "
+                f"give every row a group or write without group_column"
+            )
+        leaks = _groups_in_several_splits(rows)
+        if leaks:
+            raise ManifestError(_leak_message(leaks, group_column))
     path = Path(path)
     root = path.resolve().parent
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(HEADER)
-        for row in rows:
+        writer.writerow(header)
+        for i, row in enumerate(rows):
             file_path = Path(row.path)
             try:
                 stored = file_path.resolve().relative_to(root).as_posix() if file_path.is_absolute() else row.path
             except ValueError:
                 stored = str(file_path)
-            writer.writerow([stored, LABEL_SEPARATOR.join(row.labels), row.split])
+            record = [stored, LABEL_SEPARATOR.join(row.labels), row.split]
+            if group_column is not None:
+                record.append(row.group)
+            record += [values[i] for values in extra.values()]
+            writer.writerow(record)
     os.replace(tmp, path)
 
 

@@ -1,10 +1,18 @@
-"""Data validation of the feature index and of the augmentation draws (paper 2.3, 3.1, 3.2).
+"""Data validation of the feature index, of clip groups and of the augmentation draws (paper 2.3, 3.1, 3.2).
 
-Two Great Expectations (GX Core 1.x) suites guard the pipeline:
+Three Great Expectations (GX Core 1.x) suites guard the pipeline:
 
 * ``features_<dataset>`` checks the feature index (one row per featurised clip, written
   as ``index.csv`` by the featuriser; read it with :func:`read_index`) against the
   published splits (paper 3.1) and against what a log-CQT (paper 3.2) can contain.
+* ``groups_<dataset>`` checks clip groups (one row per clip: ``path``, ``split``, ``group``,
+  the group being the clip's track, artist or album; see :func:`validate_groups`). Clips
+  of one track are near-duplicates, so a track with clips in two of train/valid/test lets
+  the probe's test score reward memorisation, and a test track whose audio is also in the
+  self-supervised pre-training corpus (split ``unlabeled``) has been seen by the encoder
+  before it is tested. Neither is visible in a clip's own row, hence derived per-group
+  columns. Train and valid tracks may be pre-trained on: the encoder never sees their
+  labels, and the test score stays one on unseen audio.
 * ``augmentations`` checks a large sample of :class:`s3t.augment.MusicAugment` draws
   (paper 2.3): every drawn value inside its range and every transform applied at its
   probability p, within ``tolerance_sigmas`` binomial standard errors.
@@ -79,6 +87,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "GROUP_SPLITS",
     "INDEX_COLUMNS",
     "LOG_CQT_RANGE",
     "PUBLISHED_SPLITS",
@@ -90,6 +99,7 @@ __all__ = [
     "sample_augmentation_params",
     "validate_augmentations",
     "validate_features",
+    "validate_groups",
 ]
 
 PUBLISHED_SPLITS: dict[str, dict[str, int]] = {
@@ -108,6 +118,12 @@ _STRING_COLUMNS = ("clip_id", "dataset", "split", "label", "path", "shard")
 _NUMERIC_COLUMNS = ("duration_s", "frames", "offset", "mean", "std", "min", "max")
 INDEX_COLUMNS = _STRING_COLUMNS + _NUMERIC_COLUMNS
 """Columns the feature index must have (the featuriser's ``index.csv`` contract)."""
+
+# Columns validate_groups needs (one row per clip).
+_GROUP_FRAME_COLUMNS = ("path", "split", "group")
+
+GROUP_SPLITS = (*SPLITS, "unlabeled")
+"""Splits of a groups frame: a task's labeled splits, or ``unlabeled`` for pre-training-only clips."""
 
 _SITE = "s3t_local_site"
 _VIEWS = ("q", "k")
@@ -394,6 +410,118 @@ def validate_features(
     }
     id_columns = ["clip_id"] if has("clip_id") else []
     name = suite or f"features_{dataset}"
+    return _run_suite(gx, df, name, ex, out_dir, meta, id_columns=id_columns, raise_on_failure=raise_on_failure)
+
+
+# --------------------------------------------------------------------------- clip groups
+
+
+def _group_leak_columns(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per row: distinct labeled splits in its group, and 1 where its group has a test and an unlabeled row.
+
+    ``frame`` must have a default RangeIndex (the results are aligned to it).
+    """
+    import pandas as pd
+
+    group, split = frame["group"], frame["split"]
+    named = group.notna() & (group.astype(str).str.strip() != "")
+    # A row without a group is a group of its own here: the null/empty expectations report it,
+    # and pooling all such rows would report a leak between unrelated clips.
+    key = group.astype(str).where(named, pd.Series([f"\0row {i}" for i in range(len(frame))], dtype=object))
+    key = key.to_numpy()
+    labeled = split.where(split.isin(SPLITS))  # nunique skips the NaN of every other split
+    sharing = labeled.groupby(key).transform("nunique").astype("int64")
+    has_test = split.eq("test").groupby(key).transform("any")
+    has_unlabeled = split.eq("unlabeled").groupby(key).transform("any")
+    return sharing, (has_test & has_unlabeled).astype("int64")
+
+
+def validate_groups(
+    frame: pd.DataFrame,
+    *,
+    dataset: str,
+    out_dir: str | os.PathLike,
+    suite: str | None = None,
+    raise_on_failure: bool = True,
+) -> ValidationReport:
+    """Validate clip groups: no track in two splits of the task, no test track in pre-training.
+
+    Expectations: columns ``path``, ``split`` and ``group`` exist; at least one row; no null
+    ``path``, ``split`` or ``group`` and no empty (blank) ``group``; ``split`` in
+    :data:`GROUP_SPLITS`; the derived ``splits_sharing_group`` (distinct train/valid/test splits among the rows of
+    the row's group, 0 for a group of unlabeled rows only) is <= 1; the derived
+    ``test_group_in_pretraining`` (1 where the row's group has both a ``test`` and an
+    ``unlabeled`` row) is 0. Failure examples name rows by ``group`` and ``path``.
+
+    Args:
+        frame: one row per clip with columns ``path``, ``split``, ``group`` (others are
+            kept and ignored); the same path may appear twice, e.g. as ``train`` and as
+            ``unlabeled``. Not modified.
+        dataset: the dataset name (recorded in the suite's meta and its default name).
+        out_dir: where ``<suite>.json``, ``gx/`` and ``data_docs/`` go.
+        suite: suite name, default ``groups_<dataset>``.
+        raise_on_failure: raise :class:`ValidationError` when an expectation fails.
+
+    Returns:
+        The :class:`ValidationReport`.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"frame must be a pandas DataFrame, got {type(frame).__name__}")
+    gx, gxe, _ = _import_gx()
+    # A fresh RangeIndex: the derived columns are computed by position, whatever the caller's index.
+    df = frame.reset_index(drop=True)
+    if {"split", "group"} <= set(df.columns):
+        df["splits_sharing_group"], df["test_group_in_pretraining"] = _group_leak_columns(df)
+    has = set(df.columns).__contains__
+
+    ex: list[Any] = [
+        gxe.ExpectColumnToExist(column=c, description=f"required column {c} exists") for c in _GROUP_FRAME_COLUMNS
+    ]
+    ex.append(gxe.ExpectTableRowCountToBeBetween(min_value=1, description="the frame is not empty"))
+    for c in _GROUP_FRAME_COLUMNS:
+        if has(c):
+            ex.append(gxe.ExpectColumnValuesToNotBeNull(column=c, description=f"no null {c}"))
+    if has("group"):
+        ex.append(
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="group", regex=r"\S", description="no empty group (every clip names its track)"
+            )
+        )
+    if has("split"):
+        ex.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="split", value_set=list(GROUP_SPLITS), description=f"split is one of {list(GROUP_SPLITS)}"
+            )
+        )
+    if has("splits_sharing_group"):
+        ex.append(
+            gxe.ExpectColumnValuesToBeBetween(
+                column="splits_sharing_group",
+                min_value=0,
+                max_value=1,
+                description="no track in two splits of the task (train/valid/test of one group)",
+            )
+        )
+    if has("test_group_in_pretraining"):
+        ex.append(
+            gxe.ExpectColumnValuesToBeInSet(
+                column="test_group_in_pretraining",
+                value_set=[0],
+                description="no test track is used for pre-training (a group with test and unlabeled rows)",
+            )
+        )
+
+    meta = {
+        "dataset": dataset,
+        "rows": len(df),
+        "groups": int(df["group"].nunique()) if has("group") else None,
+        "splits": list(GROUP_SPLITS),
+    }
+    # Examples name the group too: the fix is moving a whole group, not one clip.
+    id_columns = [c for c in ("group", "path") if has(c)]
+    name = suite or f"groups_{dataset}"
     return _run_suite(gx, df, name, ex, out_dir, meta, id_columns=id_columns, raise_on_failure=raise_on_failure)
 
 

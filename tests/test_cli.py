@@ -91,3 +91,28 @@ def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "s3t.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("pretrain", "embed", "probe", "predict", "corpus"):
         assert command in out
+
+
+def test_group_column_refuses_a_leaking_manifest_with_one_line(tmp_path, capsys):
+    manifest = tmp_path / "leak.csv"
+    manifest.write_text(
+        "path,label,split,track\na0.wav,rock,train,song_a\na1.wav,rock,test,song_a\nb0.wav,pop,valid,song_b\n"
+    )
+    args = ["embed", "--checkpoint", str(tmp_path / "none.pt"), "--manifest", str(manifest),
+            "--out", str(tmp_path / "e.pt")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args + ["--group-column", "track"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("s3t: error:")
+    assert "group 'song_a' is in train and test" in err[0] and "put each group in one split" in err[0]
+    # without the flag the manifest itself is fine; the run gets as far as the missing checkpoint
+    with pytest.raises(SystemExit):
+        main(args)
+    err = capsys.readouterr().err
+    assert "song_a" not in err and "none.pt" in err
+    # embeddings carry no groups: asking for the check there is an error, not a silent pass
+    with pytest.raises(SystemExit) as exit_info:
+        main(["probe", "--embeddings", str(tmp_path / "e.pt"), "--group-column", "track",
+              "--out", str(tmp_path / "m.json")])
+    assert exit_info.value.code == 2 and "use it with --checkpoint and --manifest" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from s3t.validation import (
     sample_augmentation_params,
     validate_augmentations,
     validate_features,
+    validate_groups,
 )
 
 pd = pytest.importorskip("pandas")
@@ -222,6 +223,79 @@ def test_validation_makes_no_network_connection(tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     assert check(good_index(), tmp_path).success
+
+
+# --------------------------------------------------------------------------- clip groups
+
+
+def good_groups() -> pd.DataFrame:
+    """Clips of 5 tracks: each track's clips in one task split; train tracks also pre-trained on."""
+    rows = []
+    for track, split in (("t0", "train"), ("t1", "train"), ("t2", "valid"), ("t3", "test"), ("t4", "test")):
+        rows += [{"path": f"/toy/{track}/{k}.wav", "split": split, "group": track} for k in range(2)]
+    rows += [{"path": "/toy/t0/0.wav", "split": "unlabeled", "group": "t0"}]  # train audio, also pre-trained on
+    rows += [{"path": "/extra/x.wav", "split": "unlabeled", "group": "x"}]
+    return pd.DataFrame(rows)
+
+
+def test_clean_groups_pass(tmp_path):
+    frame = good_groups()
+    before = frame.copy()
+    report = validate_groups(frame, dataset="toy", out_dir=tmp_path)
+    assert report.success and report.json_path == tmp_path / "groups_toy.json"
+    pd.testing.assert_frame_equal(frame, before)  # derived columns go on a copy
+    summary = json.loads(report.json_path.read_text())
+    assert summary["meta"]["groups"] == 6 and summary["meta"]["rows"] == 12
+    described = {r["description"] for r in report.results}
+    assert any(d.startswith("no track in two splits of the task") for d in described)
+    assert any(d.startswith("no test track is used for pre-training") for d in described)
+
+
+def _failed(report, prefix):
+    return [r for r in report.failures if r["description"].startswith(prefix)]
+
+
+def test_group_in_train_and_test_fails_naming_the_expectation(tmp_path):
+    frame = good_groups()
+    frame.loc[len(frame)] = {"path": "/toy/t1/9.wav", "split": "test", "group": "t1"}
+    with pytest.raises(ValidationError, match="no track in two splits of the task") as err:
+        validate_groups(frame, dataset="toy", out_dir=tmp_path)
+    (leak,) = err.value.report.failures
+    assert leak["column"] == "splits_sharing_group" and leak["unexpected_count"] == 3  # every row of track t1
+    assert {"splits_sharing_group": 2, "group": "t1", "path": "/toy/t1/9.wav"} in leak["unexpected_examples"]
+    assert "'group': 't1'" in leak["message"]
+
+
+def test_test_group_in_pretraining_fails(tmp_path):
+    frame = good_groups()
+    frame.loc[len(frame)] = {"path": "/toy/t3/0.wav", "split": "unlabeled", "group": "t3"}
+    report = validate_groups(frame, dataset="toy", out_dir=tmp_path, raise_on_failure=False)
+    assert [r["column"] for r in report.failures] == ["test_group_in_pretraining"]
+    (failure,) = _failed(report, "no test track is used for pre-training")
+    assert failure["unexpected_count"] == 3  # two test clips and the unlabeled one of track t3
+
+
+def test_empty_or_null_group_fails_without_a_false_leak(tmp_path):
+    frame = good_groups()
+    frame.loc[0, "group"] = ""
+    frame.loc[6, "group"] = None  # a test clip: pooled with row 0 it would look like a train/test leak
+    report = validate_groups(frame, dataset="toy", out_dir=tmp_path, raise_on_failure=False)
+    assert sorted(r["description"] for r in report.failures) == [
+        "no empty group (every clip names its track)",
+        "no null group",
+    ]
+    with pytest.raises(ValidationError, match="no empty group"):
+        validate_groups(frame, dataset="toy", out_dir=tmp_path, suite="groups_again")
+
+
+def test_unknown_split_and_missing_column_are_reported(tmp_path):
+    frame = good_groups()
+    frame.loc[0, "split"] = "pretrain"
+    report = validate_groups(frame, dataset="toy", out_dir=tmp_path, raise_on_failure=False)
+    assert [r["column"] for r in report.failures] == ["split"]
+    no_group = good_groups().drop(columns=["group"])
+    report = validate_groups(no_group, dataset="toy", out_dir=tmp_path, raise_on_failure=False)
+    assert [r["description"] for r in report.failures] == ["required column group exists"]
 
 
 # --------------------------------------------------------------------------- augmentations
