@@ -19,9 +19,17 @@ $(STAMP): pyproject.toml constraints.txt
 params: install
 	$(BIN)/python -c "import os; from dvc.utils.hydra import compose_and_dump; compose_and_dump('params.yaml', os.path.abspath('conf'), None, 'config', '', [])"
 
-# The main job: the whole DVC pipeline on the bundled corpus (stage commands call the venv's python).
+# The main job: the whole DVC pipeline (stage commands call the venv's python) on the Debian soundtracks,
+# or, where neither apt-get nor .deb files in data/raw/soundtracks/downloads/ can give them, on the
+# generated corpus (`dvc exp run -S data=corpus`, which rewrites params.yaml), saying so.
 run: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@if PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python stages/download.py --check soundtracks; then \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro; \
+	else \
+		echo "make run: FELL BACK to the offline generated corpus: the soundtracks cannot be fetched here (above)."; \
+		echo "make run: put the .deb files there, or run on a machine with apt-get, for the real-music run."; \
+		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run -S data=corpus; \
+	fi
 	$(BIN)/dvc metrics show
 	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show"
 

@@ -12,6 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
+UNLABELED = "unlabeled"  # data/raw/<dataset>/unlabeled/: pre-training-only audio beside a labeled manifest
 FEATURES = ROOT / "data" / "features"
 EMBEDDINGS = ROOT / "data" / "embeddings"
 MODELS = ROOT / "models"
@@ -20,7 +21,9 @@ REPORTS = ROOT / "reports"
 WORK = ROOT / "work"  # resumable in-progress state, outside DVC's outputs
 
 # The labeled datasets and the one unlabeled source; `corpus` is the bundled generated corpus.
-LABELED = ("corpus", "gtzan", "fma_small", "mtat")
+LABELED = ("corpus", "soundtracks", "gtzan", "fma_small", "mtat")
+# Manifest columns that group clips (no group in two splits, no test group in pre-training; checked by validate).
+GROUP_COLUMNS = {"soundtracks": "track"}
 
 
 def params(*sections: str) -> dict[str, Any] | tuple[dict[str, Any], ...]:

@@ -1,7 +1,13 @@
 """Stage download@<dataset>: generate the bundled corpus, or fetch and verify a real dataset.
 
 Writes data/raw/<dataset>/ with manifest.csv for labeled datasets. `unlabeled` is the user's
-own folder of audio for pre-training, placed by hand in data/raw/unlabeled/.
+own folder of audio for pre-training, placed by hand in data/raw/unlabeled/. `soundtracks`
+fetches Debian packages (apt-get download, or .deb files placed in data/raw/soundtracks/downloads/),
+extracts and verifies their music and cuts it into the task's clips (manifest.csv) and the
+pre-training clips (unlabeled/).
+
+`python stages/download.py --check soundtracks` only says whether the soundtracks can be fetched
+here (exit 0) or not (exit 3, with the reason): `make run` uses it to choose its data.
 """
 
 import sys
@@ -11,7 +17,9 @@ from _common import RAW, logger, params
 from s3t.audio import find_audio_files
 from s3t.corpus import GENRES, generate_corpus
 from s3t.datasets import write_dataset_manifest
-from s3t.datasets.download import DownloadError, fetch_dataset
+from s3t.datasets.debian import DebError
+from s3t.datasets.download import DownloadError, UnsafeArchiveError, fetch_dataset
+from s3t.datasets.soundtracks import fetch_soundtracks, make_clips, soundtracks_available
 
 
 def main(dataset: str) -> None:
@@ -21,6 +29,14 @@ def main(dataset: str) -> None:
         corpus, seed = params("corpus", "seed")
         genres = corpus["genres"] or GENRES
         generate_corpus(root, corpus["clips_per_genre"], seed=seed, genres=genres, seconds=corpus["seconds"], workers=corpus["workers"])
+    elif dataset == "soundtracks":
+        section = params("soundtracks")
+        try:
+            fetched = fetch_soundtracks(root)
+            log.info("tracks: %s", fetched)
+            log.info("clips: %s", make_clips(root, clip_seconds=section["clip_seconds"], workers=section["workers"]))
+        except (DownloadError, DebError, UnsafeArchiveError) as err:
+            sys.exit(f"download@soundtracks: {err}")
     elif dataset == "unlabeled":
         if not root.is_dir() or not find_audio_files(root):
             sys.exit(f"put your unlabeled pre-training audio (any format, any folder depth) under {root}")
@@ -36,4 +52,8 @@ def main(dataset: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "--check":
+        ok, why = soundtracks_available(RAW / "soundtracks")
+        print(why)
+        sys.exit(0 if ok else 3)
     main(sys.argv[1])

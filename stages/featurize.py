@@ -5,6 +5,9 @@
 the Prefect flow of flows/featurize.py, on the scheduler at `featurize.dask_address` or on a
 LocalCluster of `featurize.dask_workers` processes. Both write the same files.
 
+A dataset with a manifest may also hold pre-training-only audio in data/raw/<dataset>/unlabeled/
+(the soundtracks do): it is featurized as an unlabeled store of its own, data/features/<dataset>/unlabeled/.
+
 Resumable: an interrupted run continues from its finished shards, whichever executor wrote
 them. When the params or the input list changed, the stale shards are removed and the
 dataset is featurized again.
@@ -15,7 +18,7 @@ import os
 import shutil
 import sys
 
-from _common import FEATURES, RAW, ROOT, device, logger, params
+from _common import FEATURES, RAW, ROOT, UNLABELED, device, logger, params
 
 from s3t.cqt import CQTConfig
 from s3t.manifest import read_manifest
@@ -50,22 +53,32 @@ def main(dataset: str) -> None:
     cqt, featurize = params("cqt", "featurize")
     run = _runner(featurize)
     root = RAW / dataset
+    stores = []  # (sources, out folder)
     if (root / "manifest.csv").is_file():
-        sources = sources_from_manifest(read_manifest(root / "manifest.csv"), dataset)
+        stores.append((sources_from_manifest(read_manifest(root / "manifest.csv"), dataset), FEATURES / dataset))
+        if (root / UNLABELED).is_dir():
+            stores.append((sources_from_folder(root / UNLABELED, dataset), FEATURES / dataset / UNLABELED))
     else:
-        sources = sources_from_folder(root, dataset)
-    out = FEATURES / dataset
+        stores.append((sources_from_folder(root, dataset), FEATURES / dataset))
     kwargs = dict(
         clips_per_shard=featurize["clips_per_shard"], batch_size=featurize["batch_size"],
         min_seconds=featurize["min_seconds"], device=device(),
     )
-    try:
-        summary = run(sources, out, CQTConfig(**cqt), **kwargs)
-    except ShardPlanError as err:
-        log.info("%s; starting over", err)
-        shutil.rmtree(out)
-        summary = run(sources, out, CQTConfig(**cqt), **kwargs)
-    log.info("%s", {k: v for k, v in summary.items() if not isinstance(v, dict)})
+    for sources, out in stores:
+        try:
+            summary = run(sources, out, CQTConfig(**cqt), **kwargs)
+        except ShardPlanError as err:
+            log.info("%s; starting over", err)
+            _clear(out)
+            summary = run(sources, out, CQTConfig(**cqt), **kwargs)
+        log.info("%s: %s", out.relative_to(FEATURES), {k: v for k, v in summary.items() if not isinstance(v, dict)})
+
+
+def _clear(out) -> None:
+    """Remove a store's files, keeping a nested store (the unlabeled one lives inside the labeled one)."""
+    for path in out.iterdir():
+        if path.name != UNLABELED:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 if __name__ == "__main__":

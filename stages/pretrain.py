@@ -25,8 +25,8 @@ from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
-from _common import FEATURES, MODELS, REPORTS, WORK, device, logger, params
-from torch.utils.data import Subset
+from _common import FEATURES, MODELS, REPORTS, UNLABELED, WORK, device, logger, params
+from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
 from s3t.cqt import CQTConfig
@@ -73,7 +73,13 @@ def main() -> None:
 
     store = FeatureStore(FEATURES / section["dataset"])
     # Pre-training never sees the test split of a labeled dataset (memory-mapped, not loaded).
-    clips = Subset(store, [i for i, split in enumerate(store.splits) if split in section["splits"]])
+    # `unlabeled` in pretrain.splits adds the dataset's pre-training-only store (the soundtracks' pieces
+    # of every track outside the task's test split).
+    parts = [Subset(store, [i for i, split in enumerate(store.splits) if split in section["splits"]])]
+    if UNLABELED in section["splits"]:
+        parts.append(FeatureStore(FEATURES / section["dataset"] / UNLABELED))
+    parts = [part for part in parts if len(part)] or parts[:1]
+    clips = ConcatDataset(parts) if len(parts) > 1 else parts[0]
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
     key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
     work = WORK / "pretrain" / key

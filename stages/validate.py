@@ -6,16 +6,19 @@ reports/validation/details/data_docs/. reports/validation/summary.json (pass/fai
 is what pre-training depends on.
 """
 
+import csv
 import json
 import sys
 
-from _common import FEATURES, RAW, REPORTS, logger, params
+import pandas as pd
+from _common import FEATURES, GROUP_COLUMNS, RAW, REPORTS, UNLABELED, logger, params
 
 from s3t.augment import MusicAugment
 from s3t.manifest import label_vocabulary, read_manifest
 from s3t.model import ModelConfig
 from s3t.validation import (
     PUBLISHED_SPLITS, ValidationError, read_index, sample_augmentation_params, validate_augmentations, validate_features,
+    validate_groups,
 )
 
 
@@ -35,6 +38,17 @@ def expected(dataset: str, index) -> tuple[dict | None, set | None]:
     return counts, set(label_vocabulary(rows))
 
 
+def groups(dataset: str) -> pd.DataFrame:
+    """path, split, group of every task clip (the manifest) and every pre-training clip (split `unlabeled`)."""
+    root = RAW / dataset
+    rows = read_manifest(root / "manifest.csv", group_column=GROUP_COLUMNS[dataset])
+    records = [(r.path, r.split, r.group) for r in rows]
+    if (root / f"{UNLABELED}.csv").is_file():
+        with (root / f"{UNLABELED}.csv").open(newline="", encoding="utf-8") as fh:
+            records += [(r["path"], UNLABELED, r[GROUP_COLUMNS[dataset]]) for r in csv.DictReader(fh)]
+    return pd.DataFrame(records, columns=["path", "split", "group"])
+
+
 def main() -> None:
     log = logger("validate")
     datasets, augment, cqt, preprocessor, validate = params("datasets", "augment", "cqt", "preprocessor", "validate")
@@ -52,6 +66,20 @@ def main() -> None:
         except ValidationError as err:
             failures.append(str(err))
             summary[f"features_{dataset}"] = False
+        checks = []
+        if (FEATURES / dataset / UNLABELED / "index.csv").is_file():
+            checks.append((f"features_{dataset}_{UNLABELED}", lambda name: validate_features(
+                read_index(FEATURES / dataset / UNLABELED / "index.csv"), dataset=dataset, expected_splits=None,
+                label_set=None, labeled=False, n_bins=cqt["n_bins"], out_dir=out, suite=name)))
+        if dataset in GROUP_COLUMNS:
+            checks.append((f"groups_{dataset}", lambda name: validate_groups(
+                groups(dataset), dataset=dataset, out_dir=out, suite=name)))
+        for name, check in checks:
+            try:
+                summary[name] = check(name).success
+            except ValidationError as err:
+                failures.append(str(err))
+                summary[name] = False
     frames = ModelConfig(preprocessor=preprocessor["name"], input_size=preprocessor["input_size"]).build_preprocessor().frames
     music_augment = MusicAugment(out_frames=frames, **augment)
     draws = sample_augmentation_params(music_augment, validate["augment_draws"], n_bins=cqt["n_bins"], frames=frames)

@@ -48,3 +48,13 @@ def test_command_line_backbone_wins_over_the_paper_scale(tmp_path):
     """The README's Table 3 recipe: `-S scale=paper -S backbone=resnet50` runs ResNet50 at paper scale."""
     p = _compose(tmp_path, ["scale=paper", "backbone=resnet50", "eval_datasets=[gtzan]"])
     assert p["backbone"]["name"] == "resnet50" and p["pretrain"]["epochs"] == 400 and p["eval_datasets"] == ["gtzan"]
+
+
+def test_data_group_defaults_to_the_soundtracks_and_falls_back_to_the_corpus(tmp_path):
+    p = _compose(tmp_path, [])
+    assert (p["datasets"], p["eval_datasets"]) == (["soundtracks"], ["soundtracks"])
+    assert (p["pretrain"]["dataset"], p["pretrain"]["splits"]) == ("soundtracks", ["unlabeled"])
+    p = _compose(tmp_path, ["data=corpus"])
+    assert (p["datasets"], p["pretrain"]["dataset"], p["pretrain"]["splits"]) == (["corpus"], "corpus", ["train", "valid"])
+    p = _compose(tmp_path, ["scale=paper"])  # the paper's data wins over the default group
+    assert p["pretrain"]["dataset"] == "unlabeled" and "soundtracks" not in p["datasets"]

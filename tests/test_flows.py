@@ -211,7 +211,7 @@ def test_output_lines_flags_progress_redraws():
 
 # The whole pipeline in about a minute: 2 genres x 4 clips of 3 s, one step of pre-training.
 TINY = [
-    "corpus.genres=[blues,metal]", "corpus.clips_per_genre=4", "corpus.seconds=3.0",
+    "data=corpus", "corpus.genres=[blues,metal]", "corpus.clips_per_genre=4", "corpus.seconds=3.0",
     "pretrain.epochs=1", "pretrain.batch_size=4", "pretrain.K=8", "pretrain.warmup_epochs=0",
     "supervised.epochs=1", "supervised.batch_size=4", "supervised.warmup_epochs=0",
     "probe.epochs=2", "probe.warmup_epochs=0", "validate.augment_draws=200", "corpus.workers=1", "featurize.workers=1",

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 TINY = [
-    "corpus.genres=[rock,jazz,classical]", "corpus.clips_per_genre=6", "corpus.seconds=4.0", "corpus.workers=1",
+    "data=corpus", "corpus.genres=[rock,jazz,classical]", "corpus.clips_per_genre=6", "corpus.seconds=4.0", "corpus.workers=1",
     "featurize.workers=0", "featurize.clips_per_shard=8",
     "pretrain.epochs=3", "pretrain.batch_size=4", "pretrain.K=8", "pretrain.warmup_epochs=1",
     "supervised.epochs=1", "supervised.batch_size=4", "supervised.warmup_epochs=0",

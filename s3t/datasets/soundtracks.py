@@ -1,0 +1,596 @@
+"""Free game soundtracks packaged by Debian: real music for pre-training and a labeled task.
+
+Why this dataset exists: GTZAN, FMA and MagnaTagATune cannot be downloaded everywhere, and a
+pipeline that has only heard generated MIDI cannot tell whether S3T learns anything about
+recorded music. Debian's archive carries freely licensed game soundtracks that any machine
+with ``apt-get`` can fetch by name, at a fixed version, with the licence beside the music.
+
+What it provides (paper Section 3.1 evaluates on genre and tagging datasets; this is the
+same protocol on a task we can build here):
+
+* **The task** "which soundtrack is this 30 s clip from": one class per package, a composer /
+  album identification task (a standard MIR task shape). 2 or 3 clips per track from different
+  positions; the split is **by track** (no track in two splits), shipped in the index.
+* **Unlabeled pre-training audio**: every indexed track that is not in the task's test split,
+  cut into consecutive clips. No test track is ever cut into pre-training clips.
+
+Identity (like mirdata's indexes): ``splits/soundtracks_index.csv`` ships with the package and
+lists every music file used: package, version, path inside the package, sha256, duration,
+licence, title and the track's task split. Each extracted file is verified against it; a
+mismatch names the file and the package version found.
+
+Layout under the dataset root (what :func:`fetch_soundtracks` and :func:`make_clips` write)::
+
+    downloads/<package>_<version>_all.deb     fetched by `apt-get download`, or placed by hand
+    tracks/<package>/<path in package>        the indexed music files, verified
+    tracks/.verified.json                     size/mtime/sha256 of each verified file
+    clips/<package>/<clip>.flac               task clips, 22.05 kHz mono FLAC
+    unlabeled/<package>/<clip>.flac           pre-training clips (tracks not in the test split)
+    manifest.csv                              the task: path,label,split,track,start_s,end_s
+    unlabeled.csv                             the pre-training clips: path,track,start_s,end_s
+    CREDITS.md                                attribution, as CC-BY-SA and GPL ask
+
+Choices where nothing prescribes one (documented, tested):
+
+* Packages: five of the issue's list, each with at least 15 music tracks, chosen for the
+  smallest download that gives five classes (522 MB, 5 h 20 min of music): colobot-common-sounds,
+  drascula-music, freedroidrpg-data, hedgewars-data, singularity-music. ufoai-music (63 tracks)
+  hides its music inside a .pk3 (zip) archive and naev-data / widelands-data are 350-380 MB.
+* Music files: only each package's music folder (game data packages also hold sound effects),
+  files of at least 30 s, deduplicated by content (drascula-music links the same tracks from
+  five language folders; only ``audio/`` holds regular files).
+* Task tracks: tracks of at least 40 s. A track of 90 s or more gives 3 clips of 30 s, spread
+  evenly with equal gaps; a shorter one gives 2, which overlap when it is under 60 s (both in
+  the same split, so nothing leaks). Shorter tracks are pre-training audio only.
+* Split: per package, task tracks ordered by sha256 (a fixed pseudo-random order), 20 % test,
+  20 % valid (rounded), the rest train.
+* Pre-training clips: consecutive 30 s pieces of every track not in the test split; a last
+  piece shorter than half a clip (15 s) is dropped.
+* Clips are written as 22.05 kHz mono FLAC (the paper's rate, lossless), so featurizing them
+  decodes no Vorbis and resamples nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from s3t.datasets.download import DOWNLOADS_DIR, ChecksumError, DownloadError
+
+__all__ = [
+    "INDEX_COLUMNS",
+    "PACKAGES",
+    "Clip",
+    "IndexEntry",
+    "SoundtrackPackage",
+    "clip_plan",
+    "fetch_soundtracks",
+    "index_package",
+    "make_clips",
+    "read_index",
+    "soundtracks_available",
+    "split_tracks",
+    "write_credits",
+    "write_index",
+]
+
+
+@dataclass(frozen=True)
+class SoundtrackPackage:
+    """One Debian package of the dataset: its class label, where its music lies, its licence."""
+
+    name: str
+    label: str
+    music_dirs: tuple[str, ...]  # package paths whose audio files (any depth) are music
+    licence: str  # of the music, from the package's own copyright file
+    copyright: str  # holders named there
+    homepage: str
+
+
+PACKAGES: dict[str, SoundtrackPackage] = {
+    p.name: p
+    for p in (
+        SoundtrackPackage(
+            "colobot-common-sounds", "colobot", ("usr/share/games/colobot/music",), "GPL-3+",
+            "2001-2016 Daniel Roux, EPSITEC SA & TerranovaTeam", "https://colobot.info",
+        ),
+        SoundtrackPackage(
+            "drascula-music", "drascula", ("usr/share/scummvm/drascula/audio",), "Drascula-License (BSD-like)",
+            "1996-2008 Alcachofa Soft S.L.", "https://www.scummvm.org",
+        ),
+        SoundtrackPackage(
+            "freedroidrpg-data", "freedroidrpg", ("usr/share/freedroidrpg/data/sound/music",), "GPL-2+",
+            "the FreedroidRPG team (see the package's copyright file)", "https://www.freedroid.org",
+        ),
+        SoundtrackPackage(
+            "hedgewars-data", "hedgewars", ("usr/share/games/hedgewars/Data/Music",), "GPL-2",
+            "2004-2018 Andrey Korotaev, Igor Ulyanov, the Hedgewars Project (composers in Data/Music/credits.txt)",
+            "https://hedgewars.org",
+        ),
+        SoundtrackPackage(
+            "singularity-music", "singularity", ("usr/share/games/singularity/music",), "CC-BY-SA-3.0",
+            "2007-2008, 2012 Max McCracken", "https://github.com/singularity/singularity",
+        ),
+    )
+}
+"""The packages of the dataset, by Debian package name."""
+
+INDEX_COLUMNS = ("package", "version", "path", "sha256", "duration_s", "licence", "title", "split")
+"""Columns of the shipped index; ``split`` is the track's task split, or ``""`` (pre-training only)."""
+
+INDEX_RESOURCE = "soundtracks_index.csv"
+CLIP_SECONDS = 30.0
+TASK_MIN_SECONDS = 40.0
+TEST_FRACTION = 0.2
+VALID_FRACTION = 0.2
+_VERIFIED = ".verified.json"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One music file of the dataset, as the shipped index lists it."""
+
+    package: str
+    version: str
+    path: str  # inside the package, e.g. usr/share/games/hedgewars/Data/Music/City.ogg
+    sha256: str
+    duration_s: float  # up to the last sound above -60 dBFS (trailing silence excluded)
+    licence: str
+    title: str
+    split: str  # train / valid / test for task tracks, "" for pre-training-only tracks
+
+    @property
+    def track(self) -> str:
+        """The track's id: ``<package>/<path in package>``, the manifest's group column."""
+        return f"{self.package}/{self.path}"
+
+    @property
+    def deb_name(self) -> str:
+        return f"{self.package}_{self.version}_all.deb"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A piece ``[start_s, end_s)`` of a track, written to ``path`` (relative to the dataset root)."""
+
+    entry: IndexEntry
+    path: str
+    start_s: float
+    end_s: float
+    split: str  # train / valid / test (task) or "unlabeled" (pre-training)
+
+
+# ----------------------------------------------------------------------------- the index
+
+
+def read_index(path: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
+    """The shipped index (``s3t/datasets/splits/soundtracks_index.csv``), or the one at ``path``."""
+    if path is None:
+        text = resources.files(__package__).joinpath("splits", INDEX_RESOURCE).read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    reader = csv.DictReader(text.splitlines())
+    if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
+        raise ValueError(f"soundtracks index must have the columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}")
+    return [IndexEntry(**{**row, "duration_s": float(row["duration_s"])}) for row in reader]
+
+
+def write_index(entries: Iterable[IndexEntry], path: str | os.PathLike[str]) -> None:
+    """Write an index CSV (the format :func:`read_index` reads)."""
+    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(INDEX_COLUMNS)
+        for e in entries:
+            writer.writerow([e.package, e.version, e.path, e.sha256, f"{e.duration_s:.3f}", e.licence, e.title, e.split])
+
+
+def _audible_seconds(path: Path, floor: float = 1e-3) -> float:
+    """Seconds up to the last sample above ``floor`` (-60 dBFS): some tracks are short jingles
+    padded with a minute of digital silence, whose clips would be silent."""
+    import numpy as np
+    import soundfile
+
+    wave, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    loud = np.flatnonzero(np.abs(wave).max(axis=1) > floor)
+    return (int(loud[-1]) + 1) / rate if loud.size else 0.0
+
+
+def index_package(tree: str | os.PathLike[str], package: str, version: str) -> list[IndexEntry]:
+    """Index entries (split ``""``) for the music of ``package`` extracted at ``tree`` (e.g. by
+    ``dpkg -x``): regular audio files under its music folders, at least 30 s long up to their last
+    sound above -60 dBFS (``duration_s``), deduplicated
+    by sha256 (the first path in sorted order is kept). How the shipped index was made::
+
+        for p in PACKAGES: apt-get download p; dpkg -x p_*.deb tree/p
+        write_index(split_tracks([e for p in PACKAGES for e in index_package(f"tree/{p}", p, version)]), path)
+    """
+    import soundfile
+
+    from s3t.audio import AUDIO_EXTENSIONS
+
+    info, tree = PACKAGES[package], Path(tree)
+    entries: list[IndexEntry] = []
+    seen: set[str] = set()
+    for folder in info.music_dirs:
+        for path in sorted((tree / folder).rglob("*")):
+            # Symlinks are skipped: packages link one track from several folders.
+            if path.is_symlink() or not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            duration = _audible_seconds(path)
+            digest = _sha256(path)
+            if duration < CLIP_SECONDS or digest in seen:
+                continue
+            seen.add(digest)
+            rel = path.relative_to(tree).as_posix()
+            entries.append(IndexEntry(package, version, rel, digest, round(duration, 3), info.licence, path.stem, ""))
+    return entries
+
+
+def split_tracks(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
+    """Assign each track its task split (see the module docstring); returns new entries, same order.
+
+    Per package: tracks of at least :data:`TASK_MIN_SECONDS` ordered by sha256, the first
+    ``round(0.2 n)`` test, the next ``round(0.2 n)`` valid, the rest train; shorter tracks get
+    ``""`` (pre-training only).
+    """
+    splits: dict[str, str] = {}
+    for package in sorted({e.package for e in entries}):
+        task = sorted((e for e in entries if e.package == package and e.duration_s >= TASK_MIN_SECONDS), key=lambda e: e.sha256)
+        n_test, n_valid = round(TEST_FRACTION * len(task)), round(VALID_FRACTION * len(task))
+        for i, e in enumerate(task):
+            splits[e.track] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
+    return [IndexEntry(**{**e.__dict__, "split": splits.get(e.track, "")}) for e in entries]
+
+
+# ----------------------------------------------------------------------------- fetching
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _packages(entries: Sequence[IndexEntry]) -> dict[str, str]:
+    """package -> version, refusing an index that names two versions of one package."""
+    versions: dict[str, str] = {}
+    for e in entries:
+        if versions.setdefault(e.package, e.version) != e.version:
+            raise ValueError(f"the index names two versions of {e.package}: {versions[e.package]} and {e.version}")
+    return versions
+
+
+def _find_deb(downloads: Path, package: str, version: str) -> Path | None:
+    """The .deb of ``package`` in ``downloads``: the indexed version's file name first, else any version."""
+    # Debian file names replace the epoch's ':' with '%3a'.
+    exact = sorted(downloads.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
+    if exact:
+        return exact[0]
+    other = sorted(downloads.glob(f"{package}_*.deb"))
+    return other[0] if other else None
+
+
+def soundtracks_available(
+    root: str | os.PathLike[str], entries: Sequence[IndexEntry] | None = None, *, apt_get: str | None = "apt-get"
+) -> tuple[bool, str]:
+    """Whether :func:`fetch_soundtracks` can work here, and why not: every .deb is in
+    ``<root>/downloads/`` already, or ``apt_get`` is on the PATH. Looks, fetches nothing."""
+    entries = read_index() if entries is None else entries
+    downloads = Path(root) / DOWNLOADS_DIR
+    missing = [f"{p}_{v}_all.deb" for p, v in _packages(entries).items() if _find_deb(downloads, p, v) is None]
+    if not missing:
+        return True, f"every package is in {downloads}"
+    if apt_get and shutil.which(apt_get):
+        return True, f"{apt_get} can fetch {len(missing)} package(s)"
+    return False, (
+        f"no {apt_get or 'apt-get'} on this machine and {len(missing)} package(s) not in {downloads}: {', '.join(missing)}"
+    )
+
+
+def _apt_download(apt_get: str, package: str, version: str, downloads: Path, timeout: float) -> str:
+    """Run ``apt-get download package=version`` in ``downloads``; returns "" or why it failed."""
+    command = [apt_get, "download", "-o", "Acquire::Retries=0", "-o", f"Acquire::http::Timeout={int(timeout)}",
+               f"{package}={version}"]
+    try:
+        done = subprocess.run(command, cwd=downloads, capture_output=True, text=True, timeout=timeout * 3)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"{' '.join(command)}: {err}"
+    if done.returncode != 0:
+        lines = [line for line in (done.stderr or done.stdout).splitlines() if line.startswith(("E:", "Err"))]
+        return f"{' '.join(command)} exited {done.returncode}: {' '.join(lines[-2:]) or done.stderr.strip()[-200:]}"
+    return ""
+
+
+def _obtain_debs(
+    entries: Sequence[IndexEntry], downloads: Path, apt_get: str | None, timeout: float, log: list[str]
+) -> dict[str, Path]:
+    """package -> .deb path, fetched with apt-get where missing; one error listing every gap."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    debs: dict[str, Path] = {}
+    failures: list[str] = []
+    have_apt = bool(apt_get and shutil.which(apt_get))
+    for package, version in _packages(entries).items():
+        deb = _find_deb(downloads, package, version)
+        if deb is None and have_apt:
+            reason = _apt_download(apt_get, package, version, downloads, timeout)
+            deb = _find_deb(downloads, package, version)
+            if deb is None:
+                failures.append(f"{package}_{version}_all.deb ({reason or 'apt-get wrote no file'})")
+                continue
+            log.append(f"downloaded {deb.name}")
+        elif deb is None:
+            failures.append(f"{package}_{version}_all.deb")
+            continue
+        debs[package] = deb
+    if failures:
+        how = "apt-get could not fetch them" if have_apt else f"there is no {apt_get or 'apt-get'} on this machine"
+        raise DownloadError(
+            f"{how}. Put these Debian packages in {downloads} (on any Debian 12 machine: "
+            f"`apt-get download NAME=VERSION`, or from https://packages.debian.org), then run again:\n  "
+            + "\n  ".join(failures)
+        )
+    return debs
+
+
+def _load_verified(tracks: Path) -> dict[str, list]:
+    try:
+        record = json.loads((tracks / _VERIFIED).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _stamp(path: Path) -> list:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fetch_soundtracks(
+    root: str | os.PathLike[str],
+    entries: Sequence[IndexEntry] | None = None,
+    *,
+    apt_get: str | None = "apt-get",
+    timeout: float = 20.0,
+) -> dict[str, object]:
+    """Make ``<root>/tracks/`` hold every indexed music file, verified; fetch only what is missing.
+
+    Steps: (1) each file already in ``tracks/`` whose size and mtime match the record of an
+    earlier verification is kept without re-hashing; others are hashed and kept when they match
+    the index. (2) For packages with files still missing, the .deb is taken from
+    ``<root>/downloads/`` (placed by hand, or fetched there with ``apt_get download
+    NAME=VERSION``), and only the missing music files are extracted
+    (:func:`s3t.datasets.debian.extract_deb_members`: nothing outside the target) and verified.
+    (3) ``CREDITS.md`` is written.
+
+    Args:
+        root: the dataset root.
+        entries: the index (default: the shipped one).
+        apt_get: the apt client to call, or None never to call one.
+        timeout: seconds for apt-get's connections (the call itself may take three times this).
+
+    Returns:
+        counts and seconds per phase, for the stage's log.
+
+    Raises:
+        DownloadError: packages are missing and cannot be fetched: the message lists the files
+            to place and where.
+        ChecksumError: an extracted file differs from the index; the message names the file, the
+            .deb and the version it holds.
+        DebError / UnsafeArchiveError: a .deb is unreadable or has a dangerous member.
+    """
+    from s3t.datasets.debian import deb_info, extract_deb_members
+
+    entries = read_index() if entries is None else list(entries)
+    root = Path(root).resolve()
+    tracks = root / "tracks"
+    tracks.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    log: list[str] = []
+
+    start = time.perf_counter()
+    verified = _load_verified(tracks)
+    missing: list[IndexEntry] = []
+    for e in entries:
+        target = tracks / e.package / e.path
+        if not target.is_file():
+            missing.append(e)
+        elif verified.get(e.track) == [*_stamp(target), e.sha256]:
+            continue
+        elif _sha256(target) == e.sha256:
+            verified[e.track] = [*_stamp(target), e.sha256]
+        else:
+            # A changed file is replaced from the package (it was never ours to keep).
+            target.unlink()
+            missing.append(e)
+    times["verify_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    debs = _obtain_debs(missing, root / DOWNLOADS_DIR, apt_get, timeout, log) if missing else {}
+    times["download_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for package, deb in debs.items():
+        wanted = [e for e in missing if e.package == package]
+        staging = tracks / f".extract-{package}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            found = deb_info(deb)
+            written = extract_deb_members(deb, [e.path for e in wanted], staging)
+            for e in wanted:
+                actual = _sha256(written[e.path])
+                if actual != e.sha256:
+                    raise ChecksumError(
+                        f"{e.path} from {deb.name} (package {found.package} version {found.version}) has sha256 "
+                        f"{actual}, but the index of version {e.version} expects {e.sha256}. Put "
+                        f"{e.deb_name} in {deb.parent} (and remove {deb.name}), then run again."
+                    )
+                target = tracks / e.package / e.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(written[e.path], target)
+                verified[e.track] = [*_stamp(target), e.sha256]
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.append(f"extracted {len(wanted)} file(s) of {deb.name}")
+    tmp = tracks / f"{_VERIFIED}.tmp"
+    tmp.write_text(json.dumps(verified, indent=0, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, tracks / _VERIFIED)
+    write_credits(entries, root / "CREDITS.md")
+    times["extract_s"] = time.perf_counter() - start
+    return {"files": len(entries), "fetched": len(missing), "log": log, **{k: round(v, 2) for k, v in times.items()}}
+
+
+def write_credits(entries: Sequence[IndexEntry], path: str | os.PathLike[str]) -> None:
+    """Attribution for every indexed track, grouped by package (as CC-BY-SA and the GPL ask)."""
+    lines = [
+        "# Credits: music of the `soundtracks` dataset", "",
+        "Free game soundtracks from Debian packages, used unmodified except for cutting into clips and resampling.",
+        "Each package's full licence text is in its `usr/share/doc/<package>/copyright` file.", "",
+    ]
+    for package, version in _packages(entries).items():
+        info = PACKAGES.get(package)
+        own = [e for e in entries if e.package == package]
+        lines += [f"## {package} {version}", ""]
+        if info is not None:
+            lines += [f"- Copyright: {info.copyright}", f"- Licence: {info.licence}", f"- Home page: {info.homepage}"]
+        lines += [f"- Tracks ({len(own)}): " + "; ".join(f"\"{e.title}\"" for e in own), ""]
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- clips
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in text)
+    return "-".join(part for part in keep.split("-") if part) or "track"
+
+
+def _span(start_s: float, end_s: float) -> str:
+    # The position is in the name, so a clip on disk is the clip the plan wants (resume-safe).
+    return f"{round(start_s * 1000):07d}-{round(end_s * 1000):07d}ms"
+
+
+def clip_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECONDS) -> list[Clip]:
+    """Every clip of the dataset: task clips of the train/valid/test tracks, and pre-training
+    clips of every track not in the test split (see the module docstring for the positions)."""
+    clips: list[Clip] = []
+    for e in entries:
+        d, stem = e.duration_s, f"{PACKAGES[e.package].label if e.package in PACKAGES else e.package}--{_slug(e.title)}"
+        if e.split:
+            n = 3 if d >= 3 * clip_seconds else 2
+            spare = d - n * clip_seconds
+            if spare >= 0:  # n disjoint clips with equal gaps before, between and after
+                starts = [i * clip_seconds + spare * (i + 0.5) / n for i in range(n)]
+            else:  # too short for disjoint clips: from the start and from the end
+                starts = [max(0.0, (d - clip_seconds) * i / (n - 1)) for i in range(n)]
+            for s in (round(s, 3) for s in starts):
+                end = min(d, s + clip_seconds)
+                clips.append(Clip(e, f"clips/{e.package}/{stem}--{_span(s, end)}.flac", s, end, e.split))
+        if e.split != "test":
+            k = 0
+            while k * clip_seconds < d:
+                s, end = k * clip_seconds, min(d, (k + 1) * clip_seconds)
+                if end - s >= clip_seconds / 2 or k == 0:
+                    clips.append(Clip(e, f"unlabeled/{e.package}/{stem}--{_span(s, end)}.flac", s, end, "unlabeled"))
+                k += 1
+    return clips
+
+
+def _cut_track(job: tuple[str, list[tuple[str, float, float]], int]) -> tuple[str, str]:
+    """Decode one track once and write its clips (worker process). Returns (track path, error or "")."""
+    import soundfile
+
+    from s3t.audio import AudioError, load_audio
+
+    source, pieces, sample_rate = job
+    try:
+        wave = load_audio(source, sample_rate)
+    except AudioError as err:
+        return source, err.reason
+    for out, start, end in pieces:
+        piece = wave[int(round(start * sample_rate)):int(round(end * sample_rate))]
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{out}.tmp.flac"
+        soundfile.write(tmp, piece, sample_rate, subtype="PCM_16")
+        os.replace(tmp, out)
+    return source, ""
+
+
+def make_clips(
+    root: str | os.PathLike[str],
+    entries: Sequence[IndexEntry] | None = None,
+    *,
+    clip_seconds: float = CLIP_SECONDS,
+    sample_rate: int = 22050,
+    workers: int = 2,
+) -> dict[str, object]:
+    """Cut the verified tracks in ``<root>/tracks/`` into the clips of :func:`clip_plan`, and
+    write ``manifest.csv`` (the task, group column ``track``) and ``unlabeled.csv``.
+
+    Clips already on disk are kept (they are written atomically, so one that exists is whole);
+    files under ``clips/`` and ``unlabeled/`` that the plan does not name are removed, so a
+    changed plan leaves no stale clip behind. Each track is decoded once, in ``workers``
+    processes (0: in this process).
+
+    Returns:
+        counts and seconds, for the stage's log.
+
+    Raises:
+        DownloadError: a track could not be decoded (it passed its checksum, so the decoder
+            is at fault); the message names it.
+    """
+    from s3t.manifest import ManifestRow, write_manifest
+
+    entries = read_index() if entries is None else list(entries)
+    root = Path(root).resolve()
+    start = time.perf_counter()
+    plan = clip_plan(entries, clip_seconds)
+    wanted = {str(root / c.path) for c in plan}
+    for folder in ("clips", "unlabeled"):
+        for path in (root / folder).rglob("*") if (root / folder).is_dir() else ():
+            if path.is_file() and str(path) not in wanted:
+                path.unlink()
+    jobs: dict[str, list[tuple[str, float, float]]] = {}
+    for c in plan:
+        if not (root / c.path).is_file():
+            jobs.setdefault(str(root / "tracks" / c.entry.package / c.entry.path), []).append((str(root / c.path), c.start_s, c.end_s))
+    work = [(source, pieces, sample_rate) for source, pieces in jobs.items()]
+    if workers > 0 and len(work) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_cut_track, work))
+    else:
+        results = [_cut_track(job) for job in work]
+    failed = [f"{source}: {reason}" for source, reason in results if reason]
+    if failed:
+        raise DownloadError("could not decode verified tracks (is libsndfile built with Vorbis?):\n  " + "\n  ".join(failed))
+
+    task = [c for c in plan if c.split != "unlabeled"]
+    rows = [ManifestRow(path=str(root / c.path), labels=(PACKAGES[c.entry.package].label,), split=c.split, group=c.entry.track)
+            for c in task]
+    write_manifest(rows, root / "manifest.csv", group_column="track",
+                   extra={"start_s": [f"{c.start_s:g}" for c in task], "end_s": [f"{c.end_s:g}" for c in task]})
+    unlabeled = [c for c in plan if c.split == "unlabeled"]
+    tmp = root / "unlabeled.csv.tmp"
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["path", "track", "start_s", "end_s"])
+        writer.writerows([c.path, c.entry.track, f"{c.start_s:g}", f"{c.end_s:g}"] for c in unlabeled)
+    os.replace(tmp, root / "unlabeled.csv")
+    return {
+        "task_clips": len(task), "unlabeled_clips": len(unlabeled), "tracks_cut": len(work),
+        "unlabeled_hours": round(sum(c.end_s - c.start_s for c in unlabeled) / 3600, 2),
+        "cut_s": round(time.perf_counter() - start, 2),
+    }
