@@ -24,7 +24,7 @@ from s3t.embed import EmbeddingSet, embed_spectrograms
 from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
-from s3t.probe import LinearProbe, ProbeConfig, probe_splits
+from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
 class CLIError(ValueError):
@@ -133,7 +133,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     probe, result, history = probe_splits(
         embeddings.embeddings, embeddings.labels, embeddings.splits, embeddings.label_set, embeddings.multilabel,
-        fraction=args.fraction, config=config,
+        fraction=args.fraction, config=config, grid=DEFAULT_GRID if args.protocol == "grid" else None, knn=True,
     )
     result.update(method=embeddings.method, rejected=rejected)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +141,9 @@ def cmd_probe(args: argparse.Namespace) -> None:
     if args.save_probe:
         save_checkpoint({"probe": probe.to_state(), "history": history}, args.save_probe)
     shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k != "fraction"}
+    shown.update({f"knn_{k}": round(v, 4) for k, v in result["knn"]["test"].items()}, knn_k=result["knn"]["k"])
+    if "selection" in result:
+        shown["selected"] = result["selection"]
     print(f"s3t: probe on test ({embeddings.method}): {json.dumps(shown)}")
 
 
@@ -208,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def encode_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--random-init", action="store_true", help="use a randomly initialised encoder (baseline)")
-        p.add_argument("--segments", type=int, default=1, help="segments per clip, mean-pooled")
+        p.add_argument("--segments", type=int, default=None, help="segments per clip, mean-pooled (default: the checkpoint's setting)")
         common(p)
 
     p = sub.add_parser("embed", help="embed the clips of a manifest with a frozen encoder")
@@ -230,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-probe", help="write the trained probe here (for `s3t predict`)")
     p.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
     p.add_argument("--batch-size", type=int, default=ProbeConfig.batch_size)
-    p.add_argument("--lr", type=float, default=ProbeConfig.lr)
+    p.add_argument("--lr", type=float, default=ProbeConfig.lr, help="learning rate of the paper protocol")
+    p.add_argument(
+        "--protocol", choices=("grid", "paper"), default="grid",
+        help="grid: the best (lr, weight decay) of a 3 x 3 grid on the valid split (default); paper: --lr, wd 0.05",
+    )
     encode_args(p)
     p.set_defaults(func=cmd_probe)
 

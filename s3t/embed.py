@@ -1,12 +1,19 @@
 """Clip embeddings from the frozen encoder (paper 3.2, linear evaluation input).
 
 The paper trains linear classifiers on "representations" of whole clips without saying
-how a clip longer than one model input becomes one vector. Pre-training views are
-crops of 10-90 % of a clip, stretched or squeezed to the model's frame count, so we
-embed a clip the same way: it is cut into ``num_segments`` equal consecutive segments
-(default 1, the whole clip), each segment is resized along time to the encoder's frame
-count with linear interpolation, encoded, and the segment embeddings are averaged
-(mean pooling). With ``num_segments=1`` a 30 s clip is seen like a 100 % crop.
+how a clip longer than one model input becomes one vector, nor which layer gives the
+representation. Our choices, both stored in the checkpoint's :class:`s3t.model.ModelConfig`
+so that every tool embeds alike (arguments here override them):
+
+* Segments. Pre-training views are crops of 10-90 % of a clip, stretched or squeezed to the
+  model's frame count, so a clip is cut into ``num_segments`` equal consecutive segments,
+  each resized along time to the encoder's frame count with linear interpolation, encoded,
+  and the segment vectors are averaged. With 1 segment a 30 s clip is seen like a 100 % crop;
+  more segments see it at the time scale of the typical crop.
+* Pooling. ``final``: the backbone's own pooled output (Swin: the last stage, normed,
+  averaged). ``stages``: for every stage, the mean and standard deviation of its feature map
+  over all positions, concatenated: earlier stages keep finer time-frequency detail, and the
+  standard deviation keeps how much it varies, which a mean loses.
 """
 
 from __future__ import annotations
@@ -39,26 +46,28 @@ def embed_spectrograms(
     clips: Sequence[torch.Tensor],
     *,
     batch_size: int = 32,
-    num_segments: int = 1,
+    num_segments: int | None = None,
     device: torch.device | str = "cpu",
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Embed clips of log-CQT (F, T_i) with the frozen encoder: (N, num_features) float32 on CPU.
+    """Embed clips of log-CQT (F, T_i) with the frozen encoder: (N, encoder.embedding_dim) float32 on CPU.
 
-    ``on_batch(n)`` is called after each batch with the number of clips done (for progress bars).
+    ``num_segments`` defaults to the encoder config's ``embed_segments``. ``on_batch(n)`` is
+    called after each batch with the number of clips done (for progress bars).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    num_segments = encoder.config.embed_segments if num_segments is None else num_segments
     encoder = encoder.to(device).eval()
     out = []
     for start in range(0, len(clips), batch_size):
         chunk = clips[start : start + batch_size]
         views = torch.cat([clip_views(standardize(c[None].float())[0], encoder.frames, num_segments) for c in chunk])
-        emb = encoder(views.to(device)).float().view(len(chunk), num_segments, -1).mean(1)
+        emb = encoder.embed(views.to(device)).float().view(len(chunk), num_segments, -1).mean(1)
         out.append(emb.cpu())
         if on_batch is not None:
             on_batch(start + len(chunk))
-    return torch.cat(out) if out else torch.zeros(0, encoder.num_features)
+    return torch.cat(out) if out else torch.zeros(0, encoder.embedding_dim)
 
 
 @dataclass
@@ -100,7 +109,7 @@ def embed_labeled(
     splits: Sequence[str],
     method: str,
     batch_size: int = 32,
-    num_segments: int = 1,
+    num_segments: int | None = None,
     device: torch.device | str = "cpu",
 ) -> EmbeddingSet:
     """Embed labeled clips into an :class:`EmbeddingSet`; multi-label when any clip has other than one label."""

@@ -6,7 +6,12 @@ turns a (F, frames) spectrogram into the square model input, and the backbone. I
 :class:`ModelConfig` is plain data stored in every checkpoint, so ``s3t embed``,
 ``s3t probe`` and ``s3t predict`` rebuild exactly the network that was trained.
 
-Choice where the paper is silent: the log-CQT of each clip is standardised to zero mean
+Choices where the paper is silent:
+
+* How a whole clip becomes one vector (the paper says only "representations"). The config
+  carries it (``embed_segments``, ``embed_pooling``) so every tool that loads a checkpoint
+  embeds the way the run that made it chose on validation; see :mod:`s3t.embed`.
+* The log-CQT of each clip is standardised to zero mean
 and unit variance over its valid frames before augmentation. This removes the recording
 gain (which says nothing about genre) and makes 0.0 the clip mean, the natural fill value
 for masking and shifting.
@@ -25,6 +30,10 @@ from s3t.cqt import CQTConfig
 from s3t.preprocess import build_preprocessor
 
 
+POOLINGS = ("final", "stages")
+"""How :meth:`Encoder.embed` turns a view into a vector; see :mod:`s3t.embed`."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the encoder. Paper values by default (Swin-T, Time Folding, 256 x 256)."""
@@ -34,6 +43,14 @@ class ModelConfig:
     input_size: int = 256
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     cqt: CQTConfig = field(default_factory=CQTConfig)
+    embed_segments: int = 1  # consecutive segments a clip is cut into, each encoded, then averaged
+    embed_pooling: str = "final"  # "final": the backbone's pooled output; "stages": mean+std of every stage
+
+    def __post_init__(self) -> None:
+        if self.embed_segments < 1:
+            raise ValueError(f"embed_segments must be >= 1, got {self.embed_segments}")
+        if self.embed_pooling not in POOLINGS:
+            raise ValueError(f"embed_pooling must be one of {', '.join(POOLINGS)}, got {self.embed_pooling!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,3 +111,23 @@ class Encoder(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.preprocessor(spec))
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of :meth:`embed`'s vectors."""
+        if self.config.embed_pooling == "final":
+            return self.num_features
+        return 2 * sum(int(info["num_chs"]) for info in self.backbone.feature_info)
+
+    def embed(self, spec: torch.Tensor) -> torch.Tensor:
+        """Standardised spec (B, F, frames) -> (B, embedding_dim) with the config's pooling:
+        ``final`` is :meth:`forward`; ``stages`` concatenates, for every backbone stage, the mean
+        and the standard deviation of its feature map over all positions (time and frequency)."""
+        if self.config.embed_pooling == "final":
+            return self.forward(spec)
+        if not hasattr(self.backbone, "forward_intermediates"):
+            raise ValueError(
+                f"backbone {self.config.backbone!r} has no per-stage features; use embed_pooling 'final'"
+            )
+        maps = self.backbone.forward_intermediates(self.preprocessor(spec), intermediates_only=True)
+        return torch.cat([torch.cat([m.mean((2, 3)), m.std((2, 3), unbiased=False)], 1) for m in maps], 1)

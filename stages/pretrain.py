@@ -36,10 +36,13 @@ from s3t.train import PretrainConfig, pretrain
 
 
 def configs() -> tuple[ModelConfig, PretrainConfig, dict]:
-    cqt, preprocessor, backbone, augment, section, seed = params("cqt", "preprocessor", "backbone", "augment", "pretrain", "seed")
+    cqt, preprocessor, backbone, augment, section, embed, seed = params(
+        "cqt", "preprocessor", "backbone", "augment", "pretrain", "embed", "seed")
+    # The embedding settings travel in the checkpoint, so `s3t embed|probe|predict` embed like this run.
     model = ModelConfig(
         backbone=backbone["name"], backbone_kwargs=dict(backbone["kwargs"]), preprocessor=preprocessor["name"],
         input_size=preprocessor["input_size"], cqt=CQTConfig(**cqt),
+        embed_segments=embed["segments"], embed_pooling=embed["pooling"],
     )
     train_keys = {k: v for k, v in section.items() if k not in ("dataset", "splits", "devices")}
     return model, PretrainConfig(**train_keys, seed=seed, augment=dict(augment)), section

@@ -1,6 +1,10 @@
-"""Stage probe@<dataset>-<percent>: linear probes on the S3T, Random-Init and Supervised embeddings
-with <percent> % of the training labels -> metrics/<dataset>/probe_<percent>.json (side by side),
-the trained probes in models/probes/, and validation curves in reports/probe/<dataset>/."""
+"""Stage probe@<dataset>-<percent>: linear probes on the S3T, Random-Init, Supervised and hand-crafted
+embeddings with <percent> % of the training labels -> metrics/<dataset>/probe_<percent>.json (side by
+side), the trained probes in models/probes/, and validation curves in reports/probe/<dataset>/.
+
+`probe.protocol`: `grid` (default) keeps the best of the (lr, weight decay) grid on valid and records
+the grid and the selection; `paper` is the paper's fixed setting (probe.lr / probe.batch_size per
+dataset). `probe.knn` adds k-NN accuracy (k chosen on valid)."""
 
 import csv
 import json
@@ -12,7 +16,8 @@ from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.embed import EmbeddingSet
 from s3t.probe import ProbeConfig, probe_splits
 
-METHODS = ("s3t", "random_init", "supervised")
+METHODS = ("s3t", "random_init", "supervised", "handcrafted")
+PROTOCOLS = ("grid", "paper")
 
 
 def main(dataset: str, percent: int) -> None:
@@ -22,7 +27,12 @@ def main(dataset: str, percent: int) -> None:
         epochs=section["epochs"], batch_size=section["batch_size"][dataset], lr=section["lr"][dataset],
         weight_decay=section["weight_decay"], warmup_epochs=section["warmup_epochs"], seed=seed,
     )
-    result = {"dataset": dataset, "percent": percent}
+    if section["protocol"] not in PROTOCOLS:
+        raise SystemExit(f"probe.protocol is {section['protocol']!r}; choose one of {', '.join(PROTOCOLS)}")
+    grid = None
+    if section["protocol"] == "grid":
+        grid = [(lr, wd) for lr in section["grid"]["lr"] for wd in section["grid"]["weight_decay"]]
+    result = {"dataset": dataset, "percent": percent, "protocol": section["protocol"]}
     plots = REPORTS / "probe" / dataset
     plots.mkdir(parents=True, exist_ok=True)
     curves: dict[int, dict] = {}
@@ -30,6 +40,7 @@ def main(dataset: str, percent: int) -> None:
         emb = EmbeddingSet.from_state(load_checkpoint(EMBEDDINGS / dataset / f"{method}.pt")["embeddings"])
         probe, metrics, history = probe_splits(
             emb.embeddings, emb.labels, emb.splits, emb.label_set, emb.multilabel, fraction=percent / 100, config=config,
+            grid=grid, knn=section["knn"],
         )
         result[method] = metrics
         metric = "pr_auc" if emb.multilabel else "top1"

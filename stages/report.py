@@ -14,6 +14,8 @@ from s3t.metrics import per_tag_roc_auc
 from s3t.probe import LinearProbe, encode_targets
 from s3t.report import pca_2d, render_tables
 
+METHODS = ("s3t", "random_init", "supervised", "handcrafted")
+
 
 def main() -> None:
     log = logger("report")
@@ -28,8 +30,8 @@ def main() -> None:
     for d, by_percent in results.items():
         for p, result in sorted(by_percent.items()):
             metric = "top1" if "top1" in result["s3t"] else "pr_auc"
-            rows.append([d, p, metric] + [result[m][metric] for m in ("s3t", "random_init", "supervised")])
-    _write(REPORTS / "label_efficiency.csv", ["dataset", "percent", "metric", "s3t", "random_init", "supervised"], rows)
+            rows.append([d, p, metric] + [result.get(m, {}).get(metric, "") for m in METHODS])
+    _write(REPORTS / "label_efficiency.csv", ["dataset", "percent", "metric", *METHODS], rows)
 
     top = max(probe["fractions"])
     for d in eval_datasets:

@@ -35,7 +35,7 @@ def main(dataset: str) -> None:
     )
     embeddings = embed_labeled(
         encoder, store, ids=store.clip_ids, labels=store.labels, splits=store.splits, method="supervised",
-        batch_size=embed["batch_size"], num_segments=embed["segments"], device=device(),
+        batch_size=embed["batch_size"], device=device(),
     )
     save_checkpoint({"embeddings": embeddings.to_state()}, EMBEDDINGS / dataset / "supervised.pt")
 

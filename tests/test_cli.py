@@ -48,7 +48,8 @@ def test_probe_on_two_clearly_different_signal_classes_is_accurate_and_leaves_en
     root, manifest, ckpt = trained
     before = hashlib.sha256(ckpt.read_bytes()).hexdigest()
     main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(root / "m.json"),
-          "--save-probe", str(root / "probe.pt"), "--epochs", "30", "--batch-size", "4", "--lr", "0.05"])
+          "--save-probe", str(root / "probe.pt"), "--epochs", "30", "--batch-size", "4", "--lr", "0.05",
+          "--protocol", "paper"])
     metrics = json.loads((root / "m.json").read_text())
     assert metrics["top1"] >= 0.95 and metrics["n_train"] == 12 and metrics["n_test"] == 6
     assert "top1" in capsys.readouterr().out
@@ -116,3 +117,16 @@ def test_group_column_refuses_a_leaking_manifest_with_one_line(tmp_path, capsys)
         main(["probe", "--embeddings", str(tmp_path / "e.pt"), "--group-column", "track",
               "--out", str(tmp_path / "m.json")])
     assert exit_info.value.code == 2 and "use it with --checkpoint and --manifest" in capsys.readouterr().err
+
+
+def test_probe_default_protocol_selects_on_valid_and_reports_knn(trained, capsys):
+    from s3t.probe import DEFAULT_GRID
+
+    root, manifest, ckpt = trained
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(root / "g.json"),
+          "--epochs", "10", "--batch-size", "4"])
+    metrics = json.loads((root / "g.json").read_text())
+    assert len(metrics["grid"]) == len(DEFAULT_GRID)
+    assert metrics["valid"]["top1"] == max(row["valid"] for row in metrics["grid"])
+    assert metrics["knn"]["k"] in (1, 3, 5, 10, 20) and 0 <= metrics["knn"]["test"]["top1"] <= 1
+    assert "knn_top1" in capsys.readouterr().out

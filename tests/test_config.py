@@ -58,3 +58,10 @@ def test_data_group_defaults_to_the_soundtracks_and_falls_back_to_the_corpus(tmp
     assert (p["datasets"], p["pretrain"]["dataset"], p["pretrain"]["splits"]) == (["corpus"], "corpus", ["train", "valid"])
     p = _compose(tmp_path, ["scale=paper"])  # the paper's data wins over the default group
     assert p["pretrain"]["dataset"] == "unlabeled" and "soundtracks" not in p["datasets"]
+
+
+def test_the_pipelines_probe_grid_is_the_clis_default_grid(tmp_path):
+    from s3t.probe import DEFAULT_GRID
+
+    grid = _compose(tmp_path, [])["probe"]["grid"]
+    assert [(lr, wd) for lr in grid["lr"] for wd in grid["weight_decay"]] == list(DEFAULT_GRID)

@@ -46,3 +46,29 @@ def test_embed_labeled_records_labels_and_detects_multilabel():
     tags = embed_labeled(encoder, clips, ids=["a", "b", "c"], labels=[("x", "y"), (), ("y",)],
                          splits=["train", "valid", "test"], method="s3t")
     assert tags.multilabel and tags.label_set == ["x", "y"]
+
+
+def test_stage_pooling_concatenates_mean_and_std_of_every_stage():
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="swin_cpu", preprocessor="time_folding", input_size=256, cqt=CQTConfig(),
+                         embed_pooling="stages", embed_segments=2)
+    encoder = Encoder(config).eval()
+    assert encoder.embedding_dim == 2 * (48 + 96 + 192)
+    clip = torch.randn(84, 900)
+    emb = embed_spectrograms(encoder, [clip])  # the config's 2 segments
+    with torch.no_grad():
+        views = clip_views(standardize(clip[None])[0], encoder.frames, 2)
+        maps = encoder.backbone.forward_intermediates(encoder.preprocessor(views), intermediates_only=True)
+    last = maps[-1]
+    expected_last_std = last.std((2, 3), unbiased=False).mean(0)
+    assert emb.shape == (1, encoder.embedding_dim)
+    assert torch.allclose(emb[0, -192:], expected_last_std, atol=1e-5)
+
+
+def test_embedding_settings_are_validated():
+    import pytest
+
+    with pytest.raises(ValueError, match="embed_pooling"):
+        ModelConfig(embed_pooling="max")
+    with pytest.raises(ValueError, match="embed_segments"):
+        ModelConfig(embed_segments=0)

@@ -67,3 +67,44 @@ def test_probe_state_round_trip():
     back = LinearProbe.from_state(probe.to_state())
     x = torch.randn(3, 4)
     assert torch.equal(back(x), probe(x)) and back.labels == ["x", "y"]
+
+
+def _labeled_blobs(n_per_class: int = 20, dim: int = 8, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(3, dim, generator=g) * 3
+    x = torch.cat([centres[c] + torch.randn(n_per_class, dim, generator=g) for c in range(3)])
+    labels = [(str(c),) for c in range(3) for _ in range(n_per_class)]
+    splits = (["train"] * 12 + ["valid"] * 4 + ["test"] * 4) * 3
+    return x, labels, splits
+
+
+def test_grid_protocol_keeps_the_best_setting_on_valid_and_records_the_grid():
+    from s3t.probe import ProbeConfig, probe_splits
+
+    x, labels, splits = _labeled_blobs()
+    grid = [(1e-4, 0.0), (3e-2, 0.05)]
+    _, result, _ = probe_splits(x, labels, splits, ["0", "1", "2"], False, config=ProbeConfig(epochs=5), grid=grid)
+    assert [(row["lr"], row["weight_decay"]) for row in result["grid"]] == grid
+    best = max(result["grid"], key=lambda row: row["valid"])
+    assert (result["selection"]["lr"], result["selection"]["weight_decay"]) == (best["lr"], best["weight_decay"])
+    assert result["valid"]["top1"] == best["valid"]
+    _, paper, _ = probe_splits(x, labels, splits, ["0", "1", "2"], False, config=ProbeConfig(epochs=5))
+    assert "selection" not in paper and "grid" not in paper
+
+
+def test_knn_separates_blobs_and_chooses_k_on_valid():
+    from s3t.probe import knn_evaluate, knn_scores
+
+    x, labels, splits = _labeled_blobs()
+    y = torch.tensor([int(row[0]) for row in labels])
+    m = {s: torch.tensor([t == s for t in splits]) for s in ("train", "valid", "test")}
+    result = knn_evaluate(x[m["train"]], y[m["train"]], x[m["valid"]], y[m["valid"]], x[m["test"]], y[m["test"]], 3)
+    assert result["test"]["top1"] == 1.0 and result["k"] in (1, 3, 5, 10, 20)
+    assert result["valid"] == max(row["valid"] for row in result["grid"])
+    # Two neighbours, one vote each: the more similar one wins the tie.
+    train = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    scores = knn_scores(train, torch.tensor([0, 1]), torch.tensor([[0.9, 0.5]]), k=2, n_classes=2)
+    assert scores.argmax().item() == 0 and scores[0, 0] - scores[0, 1] < 0.01
+    # Tagging: the mean of the neighbours' tag vectors.
+    tags = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    assert torch.allclose(knn_scores(train, tags, torch.tensor([[1.0, 1.0]]), k=2, n_classes=2), torch.tensor([[1.0, 0.5]]))

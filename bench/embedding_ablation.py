@@ -1,0 +1,81 @@
+"""How a clip becomes a vector, measured: segments x pooling for S3T and Random-Init, beside the
+hand-crafted log-CQT statistics, on a featurized dataset's validation split.
+
+Each row: embeddings of every clip, then a logistic regression (features standardised with
+training-split statistics, C chosen on the validation split from a small grid), the validation
+top-1 at that C. Test accuracy is printed only with --test: settings are chosen on validation.
+
+    python bench/embedding_ablation.py --features data/features/soundtracks --checkpoint models/pretrained.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from s3t.embed import embed_spectrograms
+from s3t.handcrafted import handcrafted_embeddings
+from s3t.shards import FeatureStore
+from s3t.train import load_encoder
+
+C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+
+
+def logistic_top1(x: np.ndarray, labels: list[str], splits: list[str]) -> tuple[float, float, float]:
+    """(best C, valid top-1, test top-1) with C chosen on valid."""
+    y = np.array(labels)
+    masks = {s: np.array([t == s for t in splits]) for s in ("train", "valid", "test")}
+    scaler = StandardScaler().fit(x[masks["train"]])
+    z = scaler.transform(x)
+    best = (-1.0, None, None)
+    for c in C_GRID:
+        model = LogisticRegression(C=c, max_iter=5000).fit(z[masks["train"]], y[masks["train"]])
+        valid = float((model.predict(z[masks["valid"]]) == y[masks["valid"]]).mean())
+        if valid > best[0]:
+            best = (valid, c, float((model.predict(z[masks["test"]]) == y[masks["test"]]).mean()))
+    return best[1], best[0], best[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--features", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--segments", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--poolings", nargs="+", default=["final", "stages"])
+    parser.add_argument("--test", action="store_true", help="also print test top-1 (only once settings are chosen)")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    store = FeatureStore(args.features)
+    labels = [row[0] for row in store.labels]
+    splits = list(store.splits)
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load {os.getloadavg()[0]:.2f}; {len(store)} clips; valid {splits.count('valid')}, test {splits.count('test')}")
+    print("| embedding | segments | pooling | dim | C | valid top-1 |" + (" test top-1 |" if args.test else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if args.test else ""))
+
+    def row(name: str, segments: object, pooling: str, x: torch.Tensor) -> None:
+        c, valid, test = logistic_top1(x.numpy().astype(np.float64), labels, splits)
+        tail = f" {100 * test:.1f} |" if args.test else ""
+        print(f"| {name} | {segments} | {pooling} | {x.shape[1]} | {c:g} | {100 * valid:.1f} |{tail}", flush=True)
+
+    row("hand-crafted log-CQT stats", "-", "-", handcrafted_embeddings(store))
+    for method, random_init in (("S3T", False), ("Random-Init", True)):
+        encoder = load_encoder(args.checkpoint, random_init=random_init)
+        for pooling in args.poolings:
+            encoder.config = dataclasses.replace(encoder.config, embed_pooling=pooling)
+            for segments in args.segments:
+                start = time.perf_counter()
+                x = embed_spectrograms(encoder, store, num_segments=segments)
+                row(f"{method} ({time.perf_counter() - start:.0f} s)", segments, pooling, x)
+
+
+if __name__ == "__main__":
+    main()
