@@ -1,9 +1,8 @@
 """Small Debian binary packages in the real layout, for tests (no network, no dpkg).
 
-A .deb is an ``ar`` archive: ``debian-binary`` ("2.0\\n"), ``control.tar.*`` (``./control``)
-and ``data.tar.*`` (the package's files under ``./``). ``ar`` headers are 60 bytes: name (16),
-mtime (12), uid (6), gid (6), octal mode (8), size (10), then the magic "`\\n"; members are
-padded to an even length with "\\n".
+An ``ar`` archive written byte by byte (global header, 60-byte member headers, odd-size
+padding) holding ``debian-binary``, ``control.tar.xz`` and ``data.tar.{xz,gz,zst,bz2}`` or a
+plain ``data.tar``, whose members carry the ``./`` prefix that dpkg-deb writes.
 """
 
 from __future__ import annotations
@@ -13,62 +12,80 @@ import tarfile
 from pathlib import Path
 from typing import Mapping
 
+import zstandard
 
-def _tar(files: Mapping[str, bytes], compression: str, *, links: Mapping[str, str] | None = None) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name if name.startswith(("/", "..")) else f"./{name}")
-            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(f"./{name}")
-            info.type, info.linkname, info.mtime = tarfile.SYMTYPE, target, 1_700_000_000
-            tar.addfile(info)
-    data = raw.getvalue()
-    if compression == "xz":
-        import lzma
-
-        return lzma.compress(data)
-    if compression == "gz":
-        import gzip
-
-        return gzip.compress(data, mtime=0)
-    if compression == "zst":
-        import zstandard
-
-        return zstandard.ZstdCompressor().compress(data)
-    if compression == "":
-        return data
-    raise ValueError(f"unknown compression {compression!r}")
+DEMO_CONTROL = (
+    "Package: demo-music\n"
+    "Source: demo\n"
+    "Version: 1.0+ds4-2\n"
+    "Architecture: all\n"
+    "Description: music of a demo game\n"
+    " Package: not-a-field (a continuation line of Description)\n"
+)
+"""The control file of the demo package: a continuation line that looks like a field."""
 
 
-def _ar(members: list[tuple[str, bytes]]) -> bytes:
+def ar_archive(members: list[tuple[str, bytes]]) -> bytes:
+    """An ``ar`` archive in the common format dpkg-deb writes."""
     out = [b"!<arch>\n"]
     for name, data in members:
-        header = f"{name:<16}{0:<12}{0:<6}{0:<6}{0o100644:<8o}{len(data):<10}`\n".encode()
+        header = b"".join(
+            [
+                name.encode("ascii").ljust(16),
+                b"1700000000".ljust(12),  # mtime
+                b"0".ljust(6),  # uid
+                b"0".ljust(6),  # gid
+                b"100644".ljust(8),  # mode, octal
+                str(len(data)).encode("ascii").ljust(10),
+                b"`\n",
+            ]
+        )
+        assert len(header) == 60
         out += [header, data, b"\n" if len(data) % 2 else b""]
     return b"".join(out)
 
 
-def build_deb(
-    path: str | Path,
-    package: str,
-    version: str,
-    files: Mapping[str, bytes],
-    *,
-    compression: str = "xz",
-    links: Mapping[str, str] | None = None,
-) -> Path:
-    """Write a .deb whose data.tar.<compression> holds ``files`` (package path -> bytes) and
-    symlinks ``links`` (package path -> target); returns ``path``."""
-    control = f"Package: {package}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
+def entry(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = kind, link, 1700000000
+    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    if data is not None:
+        info.size = len(data)
+    return info, data
+
+
+def tar_bytes(entries: list[tuple], compression: str) -> bytes:
+    """A tar of ``entries`` compressed with "xz", "gz", "bz2", "zst" or "" (none)."""
+    buf = io.BytesIO()
+    mode = "w" if compression in ("", "zst") else f"w:{compression}"
+    with tarfile.open(fileobj=buf, mode=mode, format=tarfile.GNU_FORMAT) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    raw = buf.getvalue()
+    return zstandard.ZstdCompressor(level=3).compress(raw) if compression == "zst" else raw
+
+
+def write_deb(path: Path, data_entries: list[tuple], compression: str = "xz", control: str = DEMO_CONTROL) -> Path:
+    """A .deb at ``path``: ``control`` as ./control, ``data_entries`` (from :func:`entry`) as data.tar.<compression>."""
     suffix = f".{compression}" if compression else ""
-    members = [
-        ("debian-binary", b"2.0\n"),
-        ("control.tar.xz", _tar({"control": control.encode()}, "xz")),
-        (f"data.tar{suffix}", _tar(files, compression, links=links)),
-    ]
-    path = Path(path)
-    path.write_bytes(_ar(members))
+    control_tar = tar_bytes([entry("./", kind=tarfile.DIRTYPE), entry("./control", control.encode())], "xz")
+    path.write_bytes(
+        ar_archive(
+            [
+                ("debian-binary", b"2.0\n"),
+                ("control.tar.xz", control_tar),
+                (f"data.tar{suffix}", tar_bytes(data_entries, compression)),
+            ]
+        )
+    )
     return path
+
+
+
+def build_deb(
+    path: str | Path, package: str, version: str, files: Mapping[str, bytes], *, compression: str = "xz"
+) -> Path:
+    """A .deb of ``package`` ``version`` whose data holds ``files`` (package path -> bytes)."""
+    control = f"Package: {package}\nVersion: {version}\nArchitecture: all\nDescription: test package\n"
+    entries = [entry(name if name.startswith(("/", "..")) else f"./{name}", data) for name, data in files.items()]
+    return write_deb(Path(path), entries, compression, control)

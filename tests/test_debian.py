@@ -8,7 +8,6 @@ carry the ``./`` prefix that dpkg-deb writes.
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import tarfile
@@ -16,64 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zstandard
 
 from s3t.datasets.debian import DebError, DebInfo, deb_info, extract_deb_members
 from s3t.datasets.download import DownloadError, UnsafeArchiveError
+from tests.debs import ar_archive, entry, write_deb
 
 MUSIC = "usr/share/games/demo/music"
 THEME = f"{MUSIC}/theme.ogg"
 BATTLE = f"{MUSIC}/battle.ogg"
 CLICK = "usr/share/games/demo/sfx/click.wav"
 MENU_LINK = f"{MUSIC}/menu.ogg"
-CONTROL = (
-    "Package: demo-music\n"
-    "Source: demo\n"
-    "Version: 1.0+ds4-2\n"
-    "Architecture: all\n"
-    "Description: music of a demo game\n"
-    " Package: not-a-field (a continuation line of Description)\n"
-)
-
-
-def ar_archive(members: list[tuple[str, bytes]]) -> bytes:
-    """An ``ar`` archive in the common format dpkg-deb writes."""
-    out = [b"!<arch>\n"]
-    for name, data in members:
-        header = b"".join(
-            [
-                name.encode("ascii").ljust(16),
-                b"1700000000".ljust(12),  # mtime
-                b"0".ljust(6),  # uid
-                b"0".ljust(6),  # gid
-                b"100644".ljust(8),  # mode, octal
-                str(len(data)).encode("ascii").ljust(10),
-                b"`\n",
-            ]
-        )
-        assert len(header) == 60
-        out += [header, data, b"\n" if len(data) % 2 else b""]
-    return b"".join(out)
-
-
-def entry(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE, link: str = "") -> tuple:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname, info.mtime = kind, link, 1700000000
-    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
-    if data is not None:
-        info.size = len(data)
-    return info, data
-
-
-def tar_bytes(entries: list[tuple], compression: str) -> bytes:
-    """A tar of ``entries`` compressed with "xz", "gz", "bz2", "zst" or "" (none)."""
-    buf = io.BytesIO()
-    mode = "w" if compression in ("", "zst") else f"w:{compression}"
-    with tarfile.open(fileobj=buf, mode=mode, format=tarfile.GNU_FORMAT) as tar:
-        for info, data in entries:
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    raw = buf.getvalue()
-    return zstandard.ZstdCompressor(level=3).compress(raw) if compression == "zst" else raw
 
 
 @pytest.fixture
@@ -95,21 +46,6 @@ def package_entries(payload: dict[str, bytes]) -> list[tuple]:
     entries += [entry(f"./{path}", data) for path, data in payload.items()]
     entries.append(entry(f"./{MENU_LINK}", kind=tarfile.SYMTYPE, link="theme.ogg"))
     return entries
-
-
-def write_deb(path: Path, data_entries: list[tuple], compression: str = "xz", control: str = CONTROL) -> Path:
-    suffix = f".{compression}" if compression else ""
-    control_tar = tar_bytes([entry("./", kind=tarfile.DIRTYPE), entry("./control", control.encode())], "xz")
-    path.write_bytes(
-        ar_archive(
-            [
-                ("debian-binary", b"2.0\n"),
-                ("control.tar.xz", control_tar),
-                (f"data.tar{suffix}", tar_bytes(data_entries, compression)),
-            ]
-        )
-    )
-    return path
 
 
 def files_under(root: Path) -> set[str]:

@@ -214,7 +214,6 @@ def index_package(tree: str | os.PathLike[str], package: str, version: str) -> l
         for p in PACKAGES: apt-get download p; dpkg -x p_*.deb tree/p
         write_index(split_tracks([e for p in PACKAGES for e in index_package(f"tree/{p}", p, version)]), path)
     """
-    import soundfile
 
     from s3t.audio import AUDIO_EXTENSIONS
 
