@@ -240,3 +240,26 @@ def test_make_clips_writes_the_task_manifest_and_pretraining_clips(tmp_path, pac
     assert make_clips(tmp_path, entries, clip_seconds=2.0, workers=0)["tracks_cut"] == 0
     assert not stray.exists()
     assert os.listdir(tmp_path / "unlabeled" / "singularity-music")
+
+
+def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
+    """`stages/download.py --check soundtracks` (what `make run` asks): exit 3 and the reason without
+    apt-get or .deb files, exit 0 once apt-get is on the PATH."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "stages").mkdir()
+    for name in ("_common.py", "download.py"):
+        shutil.copy(root / "stages" / name, tmp_path / "stages" / name)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    check = [sys.executable, str(tmp_path / "stages" / "download.py"), "--check", "soundtracks"]
+    done = subprocess.run(check, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "no apt-get" in done.stdout and str(tmp_path / "data" / "raw" / "soundtracks" / "downloads") in done.stdout
+    (empty / "apt-get").write_text("#!/bin/sh\nexit 0\n")
+    (empty / "apt-get").chmod(0o755)
+    done = subprocess.run(check, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "apt-get can fetch 5 package(s)" in done.stdout
