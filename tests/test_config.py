@@ -65,3 +65,11 @@ def test_the_pipelines_probe_grid_is_the_clis_default_grid(tmp_path):
 
     grid = _compose(tmp_path, [])["probe"]["grid"]
     assert [(lr, wd) for lr in grid["lr"] for wd in grid["weight_decay"]] == list(DEFAULT_GRID)
+
+
+def test_the_10x_preset_is_the_cpu_recipe_with_ten_times_the_epochs(tmp_path):
+    cpu, long = _compose(tmp_path, []), _compose(tmp_path, ["scale=cpu_10x"])
+    assert long["pretrain"]["epochs"] == 10 * cpu["pretrain"]["epochs"]
+    assert {k: v for k, v in long["pretrain"].items() if k not in ("epochs", "warmup_epochs")} == {
+        k: v for k, v in cpu["pretrain"].items() if k not in ("epochs", "warmup_epochs")}
+    assert long["backbone"] == cpu["backbone"] and long["datasets"] == cpu["datasets"]
