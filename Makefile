@@ -31,6 +31,7 @@ run: install
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run -S data=corpus; \
 	fi
 	$(BIN)/dvc metrics show
+	@sed -n '/^## This run on/,$$p' reports/tables.md
 	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show"
 
 test: install
