@@ -117,7 +117,14 @@ class Encoder(nn.Module):
         """Length of :meth:`embed`'s vectors."""
         if self.config.embed_pooling == "final":
             return self.num_features
+        self._require_stages()
         return 2 * sum(int(info["num_chs"]) for info in self.backbone.feature_info)
+
+    def _require_stages(self) -> None:
+        if not (hasattr(self.backbone, "forward_intermediates") and hasattr(self.backbone, "feature_info")):
+            raise ValueError(
+                f"backbone {self.config.backbone!r} has no per-stage features; use embed_pooling 'final'"
+            )
 
     def embed(self, spec: torch.Tensor) -> torch.Tensor:
         """Standardised spec (B, F, frames) -> (B, embedding_dim) with the config's pooling:
@@ -125,9 +132,6 @@ class Encoder(nn.Module):
         and the standard deviation of its feature map over all positions (time and frequency)."""
         if self.config.embed_pooling == "final":
             return self.forward(spec)
-        if not hasattr(self.backbone, "forward_intermediates"):
-            raise ValueError(
-                f"backbone {self.config.backbone!r} has no per-stage features; use embed_pooling 'final'"
-            )
+        self._require_stages()
         maps = self.backbone.forward_intermediates(self.preprocessor(spec), intermediates_only=True)
         return torch.cat([torch.cat([m.mean((2, 3)), m.std((2, 3), unbiased=False)], 1) for m in maps], 1)

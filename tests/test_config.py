@@ -73,3 +73,12 @@ def test_the_10x_preset_is_the_cpu_recipe_with_ten_times_the_epochs(tmp_path):
     assert {k: v for k, v in long["pretrain"].items() if k not in ("epochs", "warmup_epochs")} == {
         k: v for k, v in cpu["pretrain"].items() if k not in ("epochs", "warmup_epochs")}
     assert long["backbone"] == cpu["backbone"] and long["datasets"] == cpu["datasets"]
+
+
+def test_backbones_without_stage_features_embed_with_their_final_output(tmp_path):
+    from s3t.backbones import build_backbone
+
+    p = _compose(tmp_path, ["backbone=cnn_bigru"])
+    assert (p["backbone"], p["embed"]["pooling"]) == ({"name": "cnn_bigru", "kwargs": {}}, "final")
+    assert not hasattr(build_backbone("cnn_bigru"), "forward_intermediates")
+    assert _compose(tmp_path, [])["embed"]["pooling"] == "stages"

@@ -72,3 +72,14 @@ def test_embedding_settings_are_validated():
         ModelConfig(embed_pooling="max")
     with pytest.raises(ValueError, match="embed_segments"):
         ModelConfig(embed_segments=0)
+
+
+def test_stage_pooling_on_a_backbone_without_stages_says_what_to_change():
+    import pytest
+
+    encoder = Encoder(ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32,
+                                  embed_pooling="stages"))
+    with pytest.raises(ValueError, match="embed_pooling 'final'"):
+        encoder.embedding_dim
+    with pytest.raises(ValueError, match="embed_pooling 'final'"):
+        encoder.embed(torch.randn(1, 84, encoder.frames))
