@@ -217,13 +217,14 @@ TINY = [
     "probe.epochs=2", "probe.warmup_epochs=0", "validate.augment_draws=200", "corpus.workers=1", "featurize.workers=1",
 ]
 # Pipeline products and local state that a fresh copy must not inherit.
-NOT_COPIED = {".git", ".venv", "data", "models", "work", "metrics", "reports", "dvc.lock", "__pycache__",
-              ".pytest_cache", "s3t.egg-info"}
+NOT_COPIED = {".git", ".venv", "data", "models", "work", "metrics", "reports", "dvc.lock", ".pytest_cache",
+              "s3t.egg-info"}
+"""Top-level entries left out (conf/data/ is a config group, not pipeline data)."""
 
 
 def copy_repo(dst: Path) -> Path:
     def ignore(folder: str, names: list[str]) -> set[str]:
-        skip = {n for n in names if n in NOT_COPIED}
+        skip = {n for n in names if n == "__pycache__" or (Path(folder) == ROOT and n in NOT_COPIED)}
         if Path(folder) == ROOT / ".dvc":
             skip |= {"cache", "tmp"}
         return skip
