@@ -45,10 +45,17 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.log: list[dict] = []
         self.honour_range = True
+        self._answered = threading.Semaphore(0)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                try:
+                    self.answer()
+                finally:
+                    server._answered.release()
+
+            def answer(self) -> None:
                 body = server.files.get(self.path)
                 entry = {"path": self.path, "range": self.headers.get("Range"), "status": 404, "sent": 0}
                 server.log.append(entry)
@@ -79,6 +86,14 @@ class FileServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def answered_log(self, n: int = 1, timeout: float = 10.0) -> list[dict]:
+        """The log once ``n`` requests have been answered in full: a handler runs on its own thread
+        and may still be recording what it sent when the client has read the last byte."""
+        for _ in range(n):
+            if not self._answered.acquire(timeout=timeout):
+                raise TimeoutError(f"the server answered fewer than {n} requests within {timeout} s")
+        return self.log
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
@@ -114,7 +129,7 @@ def test_full_download_verifies_and_renames(server, tmp_path):
     dest = download_file(server.url("/data.bin"), tmp_path / "d" / "data.bin", PAYLOAD_SHA256.upper(), "sha256")
     assert dest.read_bytes() == PAYLOAD
     assert not (tmp_path / "d" / "data.bin.part").exists()
-    assert server.log == [{"path": "/data.bin", "range": None, "status": 200, "sent": len(PAYLOAD)}]
+    assert server.answered_log() == [{"path": "/data.bin", "range": None, "status": 200, "sent": len(PAYLOAD)}]
 
 
 def test_resume_sends_range_from_part_size_and_completes(server, tmp_path):
@@ -123,7 +138,7 @@ def test_resume_sends_range_from_part_size_and_completes(server, tmp_path):
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:100_000])
     download_file(server.url("/data.bin"), dest, PAYLOAD_SHA256, "sha256")
     assert dest.read_bytes() == PAYLOAD
-    assert server.log == [{"path": "/data.bin", "range": "bytes=100000-", "status": 206, "sent": 200_000}]
+    assert server.answered_log() == [{"path": "/data.bin", "range": "bytes=100000-", "status": 206, "sent": 200_000}]
 
 
 def test_server_ignoring_range_restarts_from_scratch(server, tmp_path):
