@@ -79,8 +79,8 @@ def main() -> None:
     eval_store = FeatureStore(features / p["eval_datasets"][0])
     labels = list(eval_store.labels)
     label_set = sorted({x for row in labels for x in row})
-    probe = ProbeConfig(epochs=p["probe"]["epochs"], batch_size=16, warmup_epochs=p["probe"]["warmup_epochs"],
-                        seed=p["seed"])
+    probe = ProbeConfig(epochs=p["probe"]["epochs"], batch_size=p["probe"]["batch_size"][p["eval_datasets"][0]],
+                        warmup_epochs=p["probe"]["warmup_epochs"], seed=p["seed"])
     cells = []
     for x in (embed_spectrograms(encoder.eval(), eval_store), embed_spectrograms(random_init.eval(), eval_store),
               handcrafted_embeddings(eval_store)):

@@ -24,6 +24,8 @@ WORK = ROOT / "work"  # resumable in-progress state, outside DVC's outputs
 LABELED = ("corpus", "soundtracks", "gtzan", "fma_small", "mtat")
 # Manifest columns that group clips (no group in two splits, no test group in pre-training; checked by validate).
 GROUP_COLUMNS = {"soundtracks": "track"}
+# The rows every probe metrics file holds side by side (embed/supervised write their embeddings).
+METHODS = ("s3t", "random_init", "supervised", "handcrafted")
 
 
 def params(*sections: str) -> dict[str, Any] | tuple[dict[str, Any], ...]:

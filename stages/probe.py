@@ -10,13 +10,12 @@ import csv
 import json
 import sys
 
-from _common import EMBEDDINGS, METRICS, MODELS, REPORTS, logger, params
+from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, logger, params
 
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.embed import EmbeddingSet
 from s3t.probe import ProbeConfig, probe_splits
 
-METHODS = ("s3t", "random_init", "supervised", "handcrafted")
 PROTOCOLS = ("grid", "paper")
 
 

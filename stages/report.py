@@ -6,7 +6,7 @@ import csv
 import json
 
 import torch
-from _common import EMBEDDINGS, METRICS, MODELS, REPORTS, logger, params
+from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, logger, params
 
 from s3t.checkpoint import load_checkpoint
 from s3t.embed import EmbeddingSet
@@ -14,7 +14,6 @@ from s3t.metrics import per_tag_roc_auc
 from s3t.probe import LinearProbe, encode_targets
 from s3t.report import pca_2d, render_tables
 
-METHODS = ("s3t", "random_init", "supervised", "handcrafted")
 
 
 def main() -> None:
