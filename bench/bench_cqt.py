@@ -1,13 +1,15 @@
-"""CQT throughput: s3t.cqt.CQT (nnAudio CQT1992v2, batched) vs librosa.cqt on the same clips.
+"""CQT throughput: s3t.cqt.CQT (multi-rate, batched) vs librosa.cqt on the same clips.
 
 Throughput is seconds of audio transformed per wall-clock second (higher is better), the
-median over ``--repeats`` timed runs after one untimed warm-up. Both sides compute the
+median over ``--repeats`` timed runs after one untimed warm-up, the methods interleaved run
+by run so that a change in the machine's load hits them alike. nnAudio's ``CQT1992v2`` (our
+front end until the multi-rate one) is a second reference row. All compute the
 paper's transform (22.05 kHz, 84 bins from C1, 12 bins/octave, hop 512, Hann): ours returns
 log-magnitude, librosa complex values; the extra log/abs is negligible next to the
 transform. GPU timings use clips already on the device (transfer excluded) and synchronise
 before stopping the clock.
 
-    python bench/bench_cqt.py [--clips 16] [--seconds 30] [--repeats 5]
+    python bench/bench_cqt.py [--clips 8] [--seconds 30] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -63,28 +65,30 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
-    """Median wall-clock seconds of ``fn`` over ``repeats`` runs, after one warm-up run."""
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed_interleaved(fns: dict[str, Callable[[], object]], repeats: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Median wall-clock seconds of each function over ``repeats`` rounds (one call of each per
+    round, in turn), after one warm-up round."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
     import librosa
     import nnAudio
+    from nnAudio.features.cqt import CQT1992v2
 
     clips = music_like_clips(args.clips, args.seconds)
     audio_seconds = args.clips * args.seconds
@@ -106,24 +110,34 @@ def main() -> None:
         for y in clips:
             librosa.cqt(y, sr=SR, hop_length=512, fmin=32.70, n_bins=84, bins_per_octave=12, window="hann")
 
-    results = {"librosa.cqt (CPU, clip by clip)": timed(run_librosa, args.repeats)}
-
+    former = CQT1992v2(
+        sr=SR, hop_length=512, fmin=32.70, n_bins=84, bins_per_octave=12, window="hann",
+        center=True, pad_mode="constant", output_format="Magnitude", verbose=False,
+    )
     module = CQT()
     batch = torch.from_numpy(clips)
+    fns: dict[str, Callable[[], object]] = {
+        "librosa.cqt (CPU, clip by clip)": run_librosa,
+        "nnAudio CQT1992v2 (CPU, batched)": lambda: former(batch),
+        "s3t CQT (CPU, batched)": lambda: module(batch),
+    }
+    load_before = os.getloadavg()
     with torch.inference_mode():
-        results["s3t CQT (CPU, batched)"] = timed(lambda: module(batch), args.repeats)
+        results = timed_interleaved(fns, args.repeats, sync=lambda: None)
         if torch.cuda.is_available():
             module_gpu = CQT().to("cuda")
             batch_gpu = batch.to("cuda")
-            results["s3t CQT (CUDA, batched)"] = timed(
-                lambda: module_gpu(batch_gpu), args.repeats, sync=torch.cuda.synchronize
+            results |= timed_interleaved(
+                {"s3t CQT (CUDA, batched)": lambda: module_gpu(batch_gpu)}, args.repeats, torch.cuda.synchronize
             )
+    load_after = os.getloadavg()
 
     reference = audio_seconds / results["librosa.cqt (CPU, clip by clip)"]
     print(f"{'method':34s} {'wall s':>8s} {'audio s / s':>12s} {'vs librosa':>11s}")
     for name, seconds in results.items():
         throughput = audio_seconds / seconds
         print(f"{name:34s} {seconds:8.3f} {throughput:12.0f} {throughput / reference:10.2f}x")
+    print(f"load average  {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
 
 
 if __name__ == "__main__":

@@ -24,18 +24,24 @@ Where the paper is silent, we chose:
   nnAudio's default reflect padding, which raises for clips of at most half the longest
   kernel, 8192 samples = 0.37 s at C1) also makes clips of any positive length work.
 
-Implementation: nnAudio's ``CQT1992v2`` (time-domain kernels applied as one strided
-``conv1d``). Measured against ``librosa.cqt`` on 4 s of a chord plus noise (2 CPU threads,
-nnAudio 0.3.4, librosa 0.11): both ``CQT1992v2`` and ``CQT2010v2`` (multi-rate, one
-downsampling per octave) agree with librosa to a median relative error of about 3.5-4 % per
-bin (peak-normalised magnitudes; the differences sit in the noise floor, the chord-tone bins
-agree within 1 %) and correlation 0.9996. ``CQT1992v2`` was 1.75-2x faster than
-``CQT2010v2`` on CPU (e.g. 733x vs 418x real time, batch of 16 x 30 s) and is a single
-convolution, which maps well to GPUs. On that 2-core CPU it is no faster than
-``librosa.cqt`` (0.5-1.0x its throughput, noisy, bench/bench_cqt.py); what it buys is batched
-tensors on the training device without a NumPy round trip. Its kernels are deterministic
-functions of the configuration, so they are kept as non-persistent buffers: they follow
-``.to(device)`` but are not written into checkpoints (about 11 MB at the default setting).
+Implementation: multi-rate, as librosa computes it (one octave at a time, each on the signal
+decimated to the lowest rate that still holds it), but batched in torch so the same code runs
+on a GPU. Each octave's 12 kernels are time-domain Hann-windowed complex exponentials at that
+octave's rate, at most ``ceil(Q * sr / f)`` = 89 samples long at the default setting, applied
+as one matrix product on strided windows; the decimated signals come from one real FFT of the
+whole padded clip, cut to each rate's band (a raised-cosine taper over the top 20 % of the band against
+time-domain ringing) and inverse-transformed at that rate, so there is no aliasing and no
+cascade of filters. Kernels are unit-L1 and scaled by ``sqrt(L_k)`` with ``L_k`` the
+full-rate length of bin k's kernel: the output equals nnAudio's ``CQT1992v2`` with librosa
+normalisation (our front end until December 2026: one convolution with kernels up to 16,384
+samples long), to a median relative difference of 0.3 % and correlation 0.99999 on music-like
+clips (tests/test_cqt.py states the bounds). That single long convolution cost about 40x more
+arithmetic and ran at 0.44-1.0x ``librosa.cqt``'s speed on 2 CPU cores; this one is measured
+in bench/bench_cqt.py and BENCHMARKS.md. Octaves are only decimated while the hop stays an
+integer (``hop_length`` divisible by 2 for each decimation); lower octaves beyond that keep
+the last rate with longer kernels. The kernels are deterministic functions of the
+configuration, so they are non-persistent buffers: they follow ``.to(device)`` but are not
+written into checkpoints.
 """
 
 from __future__ import annotations
@@ -43,11 +49,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import torch
-from nnAudio.features.cqt import CQT1992v2
+from scipy.signal import get_window
 from torch import Tensor, nn
 
-__all__ = ["CQT", "CQTConfig", "compress_time", "num_frames"]
+__all__ = ["CQT", "CQTConfig", "Octave", "compress_time", "multirate_cqt", "num_frames", "octave_plan"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +135,125 @@ def compress_time(spec: Tensor, factor: int) -> Tensor:
     return sums / counts
 
 
+@dataclasses.dataclass(frozen=True)
+class Octave:
+    """One group of up to ``bins_per_octave`` bins computed at one decimated rate.
+
+    Attributes:
+        first_bin: index of its lowest bin in the full ``(n_bins,)`` axis.
+        n_bins: bins in the group.
+        decimation: the group is computed at ``sample_rate / 2**decimation`` Hz.
+        hop: hop in samples at that rate (``hop_length / 2**decimation``).
+        width: kernel width in samples at that rate (its lowest bin's kernel length).
+    """
+
+    first_bin: int
+    n_bins: int
+    decimation: int
+    hop: int
+    width: int
+
+
+def octave_plan(cfg: CQTConfig) -> tuple[list[Octave], list[np.ndarray]]:
+    """Split the bins into octaves (top octave first, at the full rate) and build their kernels.
+
+    Bin k is centred at ``fmin * 2**(k / bins_per_octave)`` Hz with kernel length
+    ``ceil(Q * rate / f_k)`` samples, ``Q = 1 / (2**(1 / bins_per_octave) - 1)`` (librosa's and
+    nnAudio's filter_scale 1). Octave ``o`` is decimated ``min(o, v)`` times, ``v`` the number
+    of times ``hop_length`` halves to an integer.
+
+    Returns:
+        the octaves, and per octave a float32 array ``(2 * n_bins, width)``: the real and
+        imaginary parts of each bin's kernel on consecutive rows, centred at ``width // 2``,
+        unit-L1 and scaled by the square root of the full-rate kernel length.
+    """
+    q = 1.0 / (2.0 ** (1.0 / cfg.bins_per_octave) - 1.0)
+    freqs = cfg.fmin * 2.0 ** (np.arange(cfg.n_bins) / cfg.bins_per_octave)  # (n_bins,) Hz
+    n_octaves = math.ceil(cfg.n_bins / cfg.bins_per_octave)
+    halvings = (cfg.hop_length & -cfg.hop_length).bit_length() - 1
+    octaves, kernels = [], []
+    for o in range(n_octaves):
+        top = cfg.n_bins - o * cfg.bins_per_octave
+        first = max(0, top - cfg.bins_per_octave)
+        decimation = min(o, halvings)
+        rate = cfg.sample_rate / 2**decimation
+        lengths = np.ceil(q * rate / freqs[first:top]).astype(int)
+        full_lengths = np.ceil(q * cfg.sample_rate / freqs[first:top])
+        width = int(lengths.max())
+        kernel = np.zeros((2 * (top - first), width), dtype=np.float64)
+        for i, (freq, length) in enumerate(zip(freqs[first:top], lengths)):
+            n = np.arange(-(length // 2), length - length // 2)  # sample offsets from the centre
+            sig = get_window("hann", length, fftbins=True) * np.exp(2j * np.pi * freq * n / rate)
+            sig *= math.sqrt(full_lengths[i]) / np.abs(sig).sum()
+            start = width // 2 - length // 2
+            kernel[2 * i, start : start + length] = sig.real
+            kernel[2 * i + 1, start : start + length] = sig.imag
+        octaves.append(Octave(first, top - first, decimation, cfg.hop_length // 2**decimation, width))
+        kernels.append(kernel.astype(np.float32))
+    return octaves, kernels
+
+
+def _fft_size(minimum: int, multiple: int) -> int:
+    """Smallest multiple of ``multiple`` that is >= ``minimum`` and has no prime factor above 5
+    once ``multiple`` is divided out (fast for pocketfft and cuFFT)."""
+    n = -(-minimum // multiple)
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n * multiple
+        n += 1
+
+
+def multirate_cqt(waveform: Tensor, octaves: list[Octave], kernels: list[Tensor], hop_length: int) -> Tensor:
+    """Linear CQT magnitude of a batch, one octave at a time on decimated signals.
+
+    Args:
+        waveform: ``(B, N)`` float32, ``N >= 1``; zero outside the clip (centred frames).
+        octaves, kernels: from :func:`octave_plan` (kernels as tensors on the waveform's device).
+        hop_length: hop in samples at the input rate.
+
+    Returns:
+        ``(B, n_bins, 1 + N // hop_length)`` float32, frame t centred on sample ``t * hop_length``.
+    """
+    batch, n = waveform.shape
+    frames = 1 + n // hop_length
+    step = 2 ** max(o.decimation for o in octaves)
+    # Zeros on both sides hold every kernel's half-width (in input samples) plus room for the
+    # taper's ringing, so the FFT's circular wrap never reaches a sample a frame reads.
+    reach = max((o.width // 2 + 1) * 2**o.decimation for o in octaves) + 64 * step
+    left = -(-reach // step) * step
+    size = _fft_size(left + n + reach + hop_length, step)
+    padded = nn.functional.pad(waveform, (left, size - left - n))  # (B, size)
+    # In float64: float32 FFT roundoff (~1e-7 of the clip's peak, spread over every sample)
+    # would lift digital silence from the eps floor and make a clip's features depend on the
+    # length of the batch it was padded into.
+    spectrum = torch.fft.rfft(padded.double()) if step > 1 else None  # (B, size // 2 + 1)
+    signals: dict[int, Tensor] = {0: padded}
+    out = waveform.new_empty(batch, sum(o.n_bins for o in octaves), frames)
+    for octave, kernel in zip(octaves, kernels):
+        d = octave.decimation
+        if d not in signals:
+            keep = size // 2**d // 2 + 1  # bins up to the decimated rate's Nyquist frequency
+            taper = _band_taper(keep, spectrum.device) / 2**d  # the inverse at 1 / 2**d the length
+            signals[d] = torch.fft.irfft(spectrum[:, :keep] * taper, n=size // 2**d).float()
+        signal = signals[d]  # (B, size / 2**d); input sample j at index (left + j) / 2**d
+        begin = left // 2**d - octave.width // 2
+        span = (frames - 1) * octave.hop + octave.width
+        windows = signal[:, begin : begin + span].unfold(-1, octave.width, octave.hop)  # (B, frames, width)
+        resp = (windows @ kernel.T).view(batch, frames, octave.n_bins, 2)  # (B, frames, bins, re/im)
+        out[:, octave.first_bin : octave.first_bin + octave.n_bins] = resp.square().sum(dim=-1).sqrt().transpose(1, 2)
+    return out
+
+
+def _band_taper(bins: int, device: torch.device) -> Tensor:
+    """``(bins,)`` weights: 1 up to 80 % of the band, a raised-cosine fall to 0 at its top."""
+    f = torch.linspace(0.0, 1.0, bins, device=device)
+    return torch.where(f <= 0.8, 1.0, 0.5 + 0.5 * torch.cos(torch.pi * (f - 0.8) / 0.2))
+
+
 class CQT(nn.Module):
     """Waveform -> log-magnitude, time-compressed CQT spectrogram (paper Section 3.2).
 
@@ -159,41 +285,40 @@ class CQT(nn.Module):
             time_compression=time_compression,
             eps=eps,
         )
-        self.transform = CQT1992v2(
-            sr=sample_rate,
-            hop_length=hop_length,
-            fmin=fmin,
-            n_bins=n_bins,
-            bins_per_octave=bins_per_octave,
-            window="hann",
-            center=True,
-            pad_mode="constant",
-            output_format="Magnitude",
-            verbose=False,
-        )
-        for name in ("cqt_kernels_real", "cqt_kernels_imag", "lenghts"):
-            self.transform.register_buffer(name, getattr(self.transform, name), persistent=False)
+        self.octaves, kernels = octave_plan(self.config)
+        for i, kernel in enumerate(kernels):
+            self.register_buffer(f"kernels_{i}", torch.from_numpy(kernel), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: CQTConfig) -> CQT:
         """Build from a :class:`CQTConfig`."""
         return cls(**dataclasses.asdict(cfg))
 
-    def forward(self, waveform: Tensor) -> Tensor:
+    @property
+    def device(self) -> torch.device:
+        """Where the kernels (and so the computation) are."""
+        return self.kernels_0.device
+
+    def magnitude(self, waveform: Tensor) -> Tensor:
+        """``(B, N)`` or ``(N,)`` waveform -> ``(B, n_bins, 1 + N // hop_length)`` linear magnitude,
+        before time compression and the log."""
         if waveform.dim() not in (1, 2):
             raise ValueError(f"waveform must be (N,) or (B, N), got shape {tuple(waveform.shape)}")
         if not waveform.is_floating_point():
             raise ValueError(f"waveform must be a floating-point tensor, got {waveform.dtype}")
         if waveform.shape[-1] < 1:
             raise ValueError("waveform has no samples")
-        kernels = self.transform.cqt_kernels_real
-        if waveform.device != kernels.device:
+        if waveform.device != self.device:
             raise ValueError(
-                f"waveform is on {waveform.device} but the CQT module is on {kernels.device}; "
+                f"waveform is on {waveform.device} but the CQT module is on {self.device}; "
                 "move one with .to(...)"
             )
         waveform = waveform.to(torch.float32).reshape(-1, waveform.shape[-1])  # (B, N)
-        magnitude = self.transform(waveform)  # (B, n_bins, 1 + N // hop)
+        kernels = [getattr(self, f"kernels_{i}") for i in range(len(self.octaves))]
+        return multirate_cqt(waveform, self.octaves, kernels, self.config.hop_length)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        magnitude = self.magnitude(waveform)  # (B, n_bins, 1 + N // hop)
         magnitude = compress_time(magnitude, self.config.time_compression)  # (B, n_bins, frames)
         return torch.log(magnitude + self.config.eps)
 

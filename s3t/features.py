@@ -213,12 +213,11 @@ def cqt_batch(cqt: CQT, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
     if any(w.ndim != 1 for w in waves) or min(lengths) < 1:
         raise ValueError(f"waves must be non-empty 1-D arrays, got shapes {[w.shape for w in waves]}")
     cfg = cqt.config
-    device = cqt.transform.cqt_kernels_real.device
     batch = torch.zeros(len(waves), max(lengths), dtype=torch.float32)  # (B, N_max)
     for row, wave in zip(batch, waves):
         row[: wave.shape[0]] = torch.from_numpy(wave)
     with torch.inference_mode():
-        magnitude = cqt.transform(batch.to(device))  # (B, n_bins, 1 + N_max // hop)
+        magnitude = cqt.magnitude(batch.to(cqt.device))  # (B, n_bins, 1 + N_max // hop)
         out = []
         for i, n in enumerate(lengths):
             clip = compress_time(magnitude[i, :, : 1 + n // cfg.hop_length], cfg.time_compression)

@@ -41,8 +41,8 @@ directory or the working directory, and GX Cloud is never consulted (``mode="eph
 Ambiguities and our choices:
 
 * Value range of the log-CQT statistics. :class:`s3t.cqt.CQT` returns ``log(|CQT| + 1e-6)``,
-  so no value is below ``log(1e-6) = -13.82``. nnAudio's ``CQT1992v2`` with librosa
-  normalisation scales bin k's unit-L1 kernel by ``sqrt(L_k)`` (L_k its length in samples), so
+  so no value is below ``log(1e-6) = -13.82``. The CQT (librosa normalisation)
+  scales bin k's unit-L1 kernel by ``sqrt(L_k)`` (L_k its length in samples), so
   for audio in [-1, 1] a magnitude is at most ``max_k sqrt(L_k) = sqrt(11341) = 106.5`` at the
   paper's settings (C1 lowest bin), i.e. a log below 4.67; time compression averages
   magnitudes and cannot exceed it. Measured on 4 s signals: a full-scale 55 Hz sine peaks at

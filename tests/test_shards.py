@@ -439,7 +439,9 @@ def test_featurize_files_batches_and_reports_rejects(corpus):
     for path, feat in zip(kept, feats):
         with torch.no_grad():
             expected = cqt(torch.from_numpy(load_audio(path)))[0]
-        torch.testing.assert_close(feat, expected, rtol=1e-4, atol=1e-4)
+        # Batched and single matrix products sum in different orders: float32 roundoff, which
+        # only shows in the log near the eps floor (2e-3 in the log is 0.2 % of the magnitude).
+        torch.testing.assert_close(feat, expected, rtol=1e-4, atol=2e-3)
 
 
 @pytest.mark.gpu
