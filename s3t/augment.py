@@ -17,8 +17,9 @@ right-padded item. Every random draw comes from ``generator`` (a ``torch.Generat
 ``x.device``; ``None`` falls back to torch's default generator for that device), and every
 op is a batched tensor op on ``x.device`` with no Python loop over batch items.
 
-Each function returns ``(out, params)``; ``params`` maps names to tensors of per-item
-drawn values, always including ``applied`` (bool, (B,)). Values of items that were not
+Each transform returns ``(out, params)`` (the ``draw_*`` functions of the two masks return
+the mask instead of ``out``, so :class:`MusicAugment` can apply both in one pass); ``params``
+maps names to tensors of per-item drawn values, always including ``applied`` (bool, (B,)). Values of items that were not
 transformed are 0 (``axis``: -1), and per-segment tables are padded with 0 beyond the
 kept segments, so ``params[k][params["applied"]]`` holds exactly what was applied.
 
@@ -141,18 +142,23 @@ def _uniform_start(room: Tensor, u: Tensor) -> Tensor:
 def _resample_time(x: Tensor, pos: Tensor, last: Tensor) -> Tensor:
     """Linear interpolation of x (B, F, T) at fractional frames pos (B, T_out) -> (B, F, T_out).
 
-    ``last`` (B, 1) is the highest frame index an item may read, so an interpolation
-    never touches frames beyond it (padding, or frames outside a crop).
+    ``last`` (B, 1) or (B, T_out) is the highest frame index each output frame may read, so
+    an interpolation never touches frames beyond it (padding, or frames outside a crop). An
+    integer position reads its frame exactly.
+
+    Frames are copied as whole rows of a (B, T, F) layout, several times faster on CPU than
+    an element-wise ``gather`` along T; the result is a (B, F, T_out) view of a contiguous
+    (B, T_out, F) tensor, so a following resample reads it without a copy.
     """
-    batch, bins, _ = x.shape
+    batch = x.shape[0]
     pos = torch.minimum(pos.clamp(min=0.0), last.float())
     i0 = torch.minimum(pos.floor().long(), last)  # (B, T_out)
     i1 = torch.minimum(i0 + 1, last)
-    frac = (pos - i0.float()).unsqueeze(1).to(x.dtype)  # (B, 1, T_out)
-    shape = (batch, bins, pos.shape[1])
-    v0 = torch.gather(x, 2, i0.unsqueeze(1).expand(shape))
-    v1 = torch.gather(x, 2, i1.unsqueeze(1).expand(shape))
-    return v0 * (1 - frac) + v1 * frac
+    frac = (pos - i0.float()).unsqueeze(2).to(x.dtype)  # (B, T_out, 1)
+    rows = x.transpose(1, 2).contiguous()  # (B, T, F); free when x is such a view
+    item = torch.arange(batch, device=x.device).unsqueeze(1)  # (B, 1)
+    v0, v1 = rows[item, i0], rows[item, i1]  # (B, T_out, F)
+    return torch.lerp(v0, v1, frac.expand_as(v0)).transpose(1, 2)
 
 
 def _segment_mask(starts: Tensor, widths: Tensor, size: int) -> Tensor:
@@ -220,13 +226,14 @@ def random_multi_crop(
         steps = torch.full((1,), 0.5, device=x.device)  # the crop's centre
     else:
         steps = torch.arange(out_frames, device=x.device, dtype=torch.float32) / (out_frames - 1)
-    crops = []
-    for i in range(n_crops):
-        first = start[:, i : i + 1]  # (B, 1)
-        last = first + length[:, i : i + 1] - 1
-        pos = first.float() + steps * (last - first).float()  # (B, out_frames)
-        pos = torch.maximum(pos, first.float())
-        crops.append(_resample_time(x, pos, last))
+    # All crops in one gather: positions and read limits of crop i fill columns
+    # [i * out_frames, (i + 1) * out_frames).
+    first = start.unsqueeze(2)  # (B, n, 1)
+    last = first + length.unsqueeze(2) - 1
+    pos = torch.maximum(first.float() + steps * (last - first).float(), first.float())  # (B, n, out_frames)
+    last = last.expand(-1, -1, steps.numel())
+    joined = _resample_time(x, pos.reshape(batch, -1), last.reshape(batch, -1))  # (B, F, n * out_frames)
+    crops = list(joined.split(out_frames, dim=2))
     applied = torch.ones(batch, dtype=torch.bool, device=x.device)
     return crops, {"applied": applied, "ratio": ratio, "start": start, "length": length}
 
@@ -241,7 +248,24 @@ def frequency_mask(
     fill: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Params]:
-    """Random frequency masking: with probability p, set N bands of bins to ``fill``.
+    """Random frequency masking of x (B, F, T): :func:`draw_frequency_mask`, then the masked
+    bins set to ``fill`` in a copy. Returns the (B, F, T) copy and the draw's params."""
+    mask, params = draw_frequency_mask(
+        x, p=p, n_range=n_range, width_range=width_range, max_total=max_total, generator=generator
+    )
+    return x.masked_fill(mask.unsqueeze(2), fill), params
+
+
+def draw_frequency_mask(
+    x: Tensor,
+    *,
+    p: float = 0.5,
+    n_range: tuple[int, int] = (1, 5),
+    width_range: tuple[int, int] = (5, 30),
+    max_total: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Params]:
+    """Random frequency masking: with probability p, choose N bands of bins to mask.
 
     N ~ U{n_range}, each width ~ U{width_range} bins, start uniform so the band fits in
     the F bins. Summed widths are capped at ``max_total`` bins (default floor(0.4 * F)) by
@@ -251,7 +275,7 @@ def frequency_mask(
         x: (B, F, T) spectrograms; needs F >= width_range[1].
 
     Returns:
-        (B, F, T) masked copy and params (N_max = n_range[1]):
+        the mask, bool (B, F) (True = masked bin), and params (N_max = n_range[1]):
         ``applied`` bool (B,); ``n_drawn`` long (B,) bands drawn; ``n`` long (B,) bands kept;
         ``widths`` long (B, N_max) and ``starts`` long (B, N_max) of kept bands (0 elsewhere);
         ``total`` long (B,) summed kept widths (<= max_total).
@@ -281,7 +305,6 @@ def frequency_mask(
     widths = widths * keep
     starts = starts * keep
     mask = _segment_mask(starts, widths, bins)  # (B, F)
-    out = x.masked_fill(mask.unsqueeze(2), fill)
     params = {
         "applied": applied,
         "n_drawn": n_drawn * applied,
@@ -290,7 +313,7 @@ def frequency_mask(
         "starts": starts,
         "total": widths.sum(dim=1),
     }
-    return out, params
+    return mask, params
 
 
 def time_mask(
@@ -304,7 +327,26 @@ def time_mask(
     fill: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Params]:
-    """Random time masking: with probability p, set N spans of frames to ``fill``.
+    """Random time masking of x (B, F, T): :func:`draw_time_mask`, then the masked frames
+    set to ``fill`` in a copy. Returns the (B, F, T) copy and the draw's params."""
+    mask, params = draw_time_mask(
+        x, lengths, p=p, n_range=n_range, ratio_range=ratio_range, max_total_ratio=max_total_ratio,
+        generator=generator,
+    )
+    return x.masked_fill(mask.unsqueeze(1), fill), params
+
+
+def draw_time_mask(
+    x: Tensor,
+    lengths: Tensor | None = None,
+    *,
+    p: float = 0.5,
+    n_range: tuple[int, int] = (1, 10),
+    ratio_range: tuple[float, float] = (0.01, 0.2),
+    max_total_ratio: float = 0.4,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Params]:
+    """Random time masking: with probability p, choose N spans of frames to mask.
 
     N ~ U{n_range}; each span has t = round(len * r) frames, r ~ U[ratio_range], start
     uniform so the span fits in the item's valid frames. Summed lengths are kept
@@ -316,7 +358,7 @@ def time_mask(
         lengths: (B,) valid frames per item, or None (all T valid).
 
     Returns:
-        (B, F, T) masked copy and params (N_max = n_range[1]):
+        the mask, bool (B, T) (True = masked frame), and params (N_max = n_range[1]):
         ``applied`` bool (B,); ``n_drawn`` long (B,); ``n`` long (B,) spans kept;
         ``ratios`` float (B, N_max), ``lengths`` long (B, N_max) in frames and
         ``starts`` long (B, N_max) of kept spans (0 elsewhere); ``total`` long (B,) summed
@@ -346,7 +388,6 @@ def time_mask(
     spans = spans * keep
     starts = starts * keep
     mask = _segment_mask(starts, spans, frames)  # (B, T)
-    out = x.masked_fill(mask.unsqueeze(1), fill)
     params = {
         "applied": applied,
         "n_drawn": n_drawn * applied,
@@ -356,7 +397,7 @@ def time_mask(
         "starts": starts,
         "total": spans.sum(dim=1),
     }
-    return out, params
+    return mask, params
 
 
 def time_warp(
@@ -403,9 +444,9 @@ def time_warp(
     left = y * (c / a)  # (B, T)
     right = end - (end - y) * ((end - c) / (end - a))
     src = torch.where(y <= a, left, right)
+    src = torch.where(applied.unsqueeze(1), src, y)  # items not warped read their own frames
     last = torch.full((batch, 1), frames - 1, dtype=torch.long, device=x.device)
-    warped = _resample_time(x, src, last)
-    out = torch.where(applied.view(batch, 1, 1), warped, x)
+    out = _resample_time(x, src, last)
     return out, {"applied": applied, "centre": centre * applied, "distance": distance * applied}
 
 
@@ -419,7 +460,7 @@ def _shift_along(x: Tensor, shift: Tensor, dim: int, fill: float) -> Tensor:
         index, outside = src.unsqueeze(2).expand_as(x), ~inside.unsqueeze(2)
     else:
         index, outside = src.unsqueeze(1).expand_as(x), ~inside.unsqueeze(1)
-    return torch.gather(x, dim, index).masked_fill(outside, fill)
+    return torch.gather(x, dim, index).masked_fill_(outside, fill)  # the gather's output is ours
 
 
 def random_shift(
@@ -543,26 +584,26 @@ class MusicAugment(nn.Module):
     def _augment_view(self, view: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Params]:
         """freq_mask -> time_mask -> time_warp -> shift on one (B, F, out_frames) view."""
         params: Params = {}
-        view, drawn = frequency_mask(
+        freq, drawn = draw_frequency_mask(
             view,
             p=self.freq_mask_p,
             n_range=self.freq_mask_n_range,
             width_range=self.freq_mask_width_range,
             max_total=self.freq_mask_max_total,
-            fill=self.fill,
             generator=generator,
         )
         params.update({f"freq_mask.{k}": v for k, v in drawn.items()})
-        view, drawn = time_mask(
+        frames, drawn = draw_time_mask(
             view,
             p=self.time_mask_p,
             n_range=self.time_mask_n_range,
             ratio_range=self.time_mask_ratio_range,
             max_total_ratio=self.time_mask_max_total_ratio,
-            fill=self.fill,
             generator=generator,
         )
         params.update({f"time_mask.{k}": v for k, v in drawn.items()})
+        # Both masks in one pass, in place: the view is this module's own crop.
+        view.masked_fill_(freq.unsqueeze(2) | frames.unsqueeze(1), self.fill)
         view, drawn = time_warp(view, p=self.time_warp_p, W=self.time_warp_W, generator=generator)
         params.update({f"time_warp.{k}": v for k, v in drawn.items()})
         view, drawn = random_shift(
@@ -572,12 +613,27 @@ class MusicAugment(nn.Module):
         return view, params
 
     def forward(
-        self, x: Tensor, lengths: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        moments: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Params]:
-        # x: (B, F, T), lengths: (B,) -> x_q, x_k: (B, F, out_frames)
+        """x: (B, F, T) standardised, or raw with ``moments`` = per-clip (mean, std), each
+        (B, 1, 1) (:func:`s3t.model.clip_moments`); lengths: (B,) -> x_q, x_k: (B, F, out_frames).
+
+        With ``moments`` the crops are standardised after they are cut. That equals cropping
+        the standardised clip (a crop frame is a convex combination of two clip frames, and
+        standardising is affine) but never writes the whole standardised clip, which is
+        ``T / (2 * out_frames)`` times larger than the two crops (2.5x for a 30 s clip).
+        """
         crops, crop_params = random_multi_crop(
             x, lengths, self.out_frames, ratio_range=self.crop_ratio_range, n_crops=2, generator=generator
         )
+        if moments is not None:
+            mean, std = moments
+            crops = [torch.addcmul(-mean / std, crop, 1.0 / std) for crop in crops]  # (crop - mean) / std
         params: Params = {f"crop.{k}": v for k, v in crop_params.items()}
         views = []
         for name, crop in zip(("q", "k"), crops):

@@ -232,8 +232,10 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """``param_k = m * param_k + (1 - m) * param_q`` for every parameter (buffers are not averaged)."""
-        for p_q, p_k in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
-            p_k.mul_(self.m).add_(p_q.detach(), alpha=1.0 - self.m)
+        # One fused call over all parameters (as torch.optim's foreach path), not one per tensor.
+        params_k = list(self.encoder_k.parameters())
+        params_q = [p.detach() for p in self.encoder_q.parameters()]
+        torch._foreach_lerp_(params_k, params_q, 1.0 - self.m)
 
     @torch.no_grad()
     def dequeue_and_enqueue(self, keys: torch.Tensor) -> None:

@@ -69,26 +69,57 @@ class ModelConfig:
         return build_preprocessor(self.preprocessor, n_bins=self.cqt.n_bins, input_size=self.input_size)
 
 
+def clip_moments(
+    spec: torch.Tensor, lengths: torch.Tensor | None = None, eps: float = 1e-5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation ``sqrt(var + eps)`` of each clip over its valid frames.
+
+    spec: (B, F, T); lengths: (B,) valid frames per clip, or None when all T frames are valid.
+    Returns two (B, 1, 1) tensors of spec's dtype. The per-frame sums over F bins are
+    float32, their sums over time float64, so the variance (mean square minus squared mean)
+    keeps its precision.
+    """
+    B, F, T = spec.shape
+    col_sum = spec.sum(dim=1).double()  # (B, T)
+    col_sq = spec.square().sum(dim=1).double()  # (B, T); 10x faster on CPU than vector_norm
+    if lengths is None:
+        valid = torch.ones(B, T, dtype=torch.bool, device=spec.device)
+    else:
+        valid = torch.arange(T, device=spec.device)[None, :] < lengths[:, None].to(spec.device)  # (B, T)
+    count = valid.sum(dim=1) * F  # (B,)
+    mean = (col_sum * valid).sum(dim=1) / count
+    var = ((col_sq * valid).sum(dim=1) / count - mean.square()).clamp(min=0.0)
+    std = torch.sqrt(var + eps)
+    return mean.to(spec.dtype).view(B, 1, 1), std.to(spec.dtype).view(B, 1, 1)
+
+
 def standardize(spec: torch.Tensor, lengths: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
     """Zero mean, unit variance per clip over its valid frames; padded frames are set to 0.
 
     spec: (B, F, T); lengths: (B,) valid frames per clip, or None when all T frames are valid.
     """
-    B, _, T = spec.shape
-    if lengths is None:
-        valid = torch.ones(B, 1, T, dtype=torch.bool, device=spec.device)
-    else:
-        valid = (torch.arange(T, device=spec.device)[None, :] < lengths[:, None].to(spec.device))[:, None, :]
-    count = valid.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
-    mean = (spec * valid).sum(dim=(1, 2), keepdim=True) / count
-    var = (((spec - mean) * valid) ** 2).sum(dim=(1, 2), keepdim=True) / count
-    return torch.where(valid, (spec - mean) / torch.sqrt(var + eps), torch.zeros((), dtype=spec.dtype, device=spec.device))
+    _, _, T = spec.shape
+    mean, std = clip_moments(spec, lengths, eps)
+    out = (spec - mean) / std
+    if lengths is not None:
+        padded = torch.arange(T, device=spec.device)[None, None, :] >= lengths[:, None, None].to(spec.device)
+        out = out.masked_fill(padded, 0.0)
+    return out
 
 
-def pad_batch(clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad clips (F, T_i) to (B, F, max T_i) and return them with lengths (B,)."""
+def pad_batch(clips: list[torch.Tensor], *, frames_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad clips (F, T_i) to (B, F, max T_i) and return them with lengths (B,).
+
+    With ``frames_major`` the (B, F, T) result is a transposed view of a contiguous
+    (B, T, F) tensor: the augmentation cuts crops as whole frames (rows), which needs that
+    layout, and building it here costs the same copy as the usual one.
+    """
     lengths = torch.tensor([c.shape[-1] for c in clips], dtype=torch.long)
-    out = clips[0].new_zeros(len(clips), clips[0].shape[0], int(lengths.max()))
+    shape = (len(clips), int(lengths.max()), clips[0].shape[0])  # (B, T, F)
+    if frames_major:
+        out = clips[0].new_zeros(shape).transpose(1, 2)
+    else:
+        out = clips[0].new_zeros(shape[0], shape[2], shape[1])
     for i, clip in enumerate(clips):
         out[i, :, : clip.shape[-1]] = clip
     return out, lengths

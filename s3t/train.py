@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader
 
 from s3t.augment import MusicAugment
 from s3t.checkpoint import load_checkpoint, save_checkpoint
-from s3t.model import Encoder, ModelConfig, pad_batch, standardize
+from s3t.model import Encoder, ModelConfig, clip_moments, pad_batch
 from s3t.moco import MoCo, info_nce
 from s3t.schedule import cosine_with_warmup
 
@@ -88,7 +88,7 @@ def _set_rng_state(state: dict[str, Any], augment_generator: torch.Generator) ->
 
 
 def _collate(clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    return pad_batch([clip.float() for clip in clips])
+    return pad_batch([clip.float() for clip in clips], frames_major=True)
 
 
 def pretrain(
@@ -101,14 +101,19 @@ def pretrain(
     device: torch.device | str = "cpu",
     on_step: Callable[[dict[str, float]], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    log_every: int = 10,
 ) -> list[dict[str, float]]:
     """Pre-train MoCo on ``clips`` (each a log-CQT (F, T_i)); return the per-epoch history.
 
     Under ``torch.distributed`` (torchrun) each rank takes every world_size-th clip of the
     epoch's permutation and only rank 0 writes the checkpoint. ``on_step`` receives
-    {step, epoch, loss, lr, samples_per_s}; ``on_epoch`` receives the epoch's history row
-    after its checkpoint is written (raising there interrupts the run cleanly).
+    {step, epoch, loss, lr, samples_per_s} every ``log_every`` steps and at the end of each
+    epoch (reading the loss waits for the device, so it is not read every step); ``on_epoch``
+    receives the epoch's history row after its checkpoint is written (raising there
+    interrupts the run cleanly).
     """
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1 step, got {log_every}")
     device = torch.device(device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     steps_per_epoch = len(clips) // (config.batch_size * world)
@@ -173,10 +178,11 @@ def pretrain(
             clips, batch_sampler=batches, collate_fn=_collate, num_workers=config.num_workers,
             pin_memory=device.type == "cuda", persistent_workers=False,
         )
-        epoch_loss, tic = 0.0, time.perf_counter()
+        epoch_loss, tic = torch.zeros((), device=device), time.perf_counter()  # summed on the device
         for i, (x, lengths) in enumerate(loader):
             x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
-            x_q, x_k, _ = augment(standardize(x, lengths), lengths, generator=augment_generator)
+            moments = clip_moments(x, lengths)
+            x_q, x_k, _ = augment(x, lengths, augment_generator, moments=moments)
 
             lr = cosine_with_warmup(step, total_steps, warmup_steps, config.lr)
             for group in optimizer.param_groups:
@@ -190,13 +196,13 @@ def pretrain(
             optimizer.step()
 
             step += 1
-            epoch_loss += loss.item()
-            if on_step is not None:
+            epoch_loss += loss.detach()
+            if on_step is not None and (step % log_every == 0 or i + 1 == steps_per_epoch):
                 seen = (i + 1) * config.batch_size * world
                 on_step({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
                          "samples_per_s": seen / (time.perf_counter() - tic)})
 
-        row = {"epoch": epoch, "step": step, "loss": epoch_loss / steps_per_epoch, "lr": lr,
+        row = {"epoch": epoch, "step": step, "loss": epoch_loss.item() / steps_per_epoch, "lr": lr,
                "samples_per_s": steps_per_epoch * config.batch_size * world / (time.perf_counter() - tic)}
         history.append(row)
         rng = [_rng_state(augment_generator)]  # one entry per rank, so each resumes its own draws
