@@ -130,3 +130,73 @@ def test_probe_default_protocol_selects_on_valid_and_reports_knn(trained, capsys
     assert metrics["valid"]["top1"] == max(row["valid"] for row in metrics["grid"])
     assert metrics["knn"]["k"] in (1, 3, 5, 10, 20) and 0 <= metrics["knn"]["test"]["top1"] <= 1
     assert "knn_top1" in capsys.readouterr().out
+
+
+def _write_mixed_folder(root):
+    """Four 1.5 s clips as wav, flac, ogg (Vorbis) and mp3, one in a sub-folder, and a broken mp3."""
+    folder = root / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    t = np.arange(int(1.5 * SR)) / SR
+    for i, (name, kwargs) in enumerate([("a.wav", {}), ("sub/b.flac", {}), ("c.ogg", {"format": "OGG", "subtype": "VORBIS"}),
+                                        ("d.mp3", {"format": "MP3"})]):
+        y = 0.3 * np.sin(2 * np.pi * (200 + 300 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        sf.write(folder / name, y.astype(np.float32), SR, **kwargs)
+    (folder / "broken.mp3").write_bytes(b"ID3\x03\x00not an mp3 at all" * 8)
+    return folder
+
+
+def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finished_files(trained, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    import s3t.cli
+
+    _, _, ckpt = trained
+    folder = _write_mixed_folder(tmp_path)
+    out = tmp_path / "emb.npy"
+    # Interrupt the first run after its first part of 2 files: the re-run must not redo them.
+    monkeypatch.setattr(s3t.cli, "FILES_PER_PART", 2)
+    real, calls = s3t.cli.featurize_files, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s3t.cli, "featurize_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    assert not out.exists() and len(list((tmp_path / "emb.npy.parts").glob("*.npz"))) == 1
+    monkeypatch.setattr(s3t.cli, "featurize_files", real)
+    capsys.readouterr()
+    main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "5 audio files under" in err and "2 already embedded" in err and "3 to embed" in err
+    matrix, index = np.load(out), pd.read_csv(tmp_path / "emb.csv")
+    assert matrix.shape == (4, 8) and matrix.dtype == np.float32 and np.isfinite(matrix).all()
+    assert [p.split("mixed/")[1] for p in index["path"]] == ["a.wav", "c.ogg", "d.mp3", "sub/b.flac"]
+    assert (index["start_s"] == 0).all() and np.allclose(index["end_s"], 1.5, atol=0.03)
+    rejected = pd.read_csv(tmp_path / "emb.rejected.csv")
+    assert rejected["path"].str.endswith("broken.mp3").tolist() == [True] and "decodable" in rejected["reason"][0]
+    assert not (tmp_path / "emb.npy.parts").exists()
+
+    before = matrix.copy()
+    main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "4 already embedded" in err and "1 to embed" in err  # only the broken file is tried again
+    assert np.array_equal(np.load(out), before)
+
+    main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(tmp_path / "win.parquet"),
+          "--window", "0.5", "--hop", "0.25"])
+    frame = pd.read_parquet(tmp_path / "win.parquet")
+    per_file = frame.groupby("path").size()
+    assert len(per_file) == 4 and (per_file == 5).all()  # 0-0.5, 0.25-0.75, ..., 1.0-1.5
+    assert np.stack(frame["embedding"].to_numpy()).shape == (20, 8)
+    first = frame[frame["path"] == frame["path"][0]]
+    assert np.allclose(first["start_s"], [0, 0.25, 0.5, 0.75, 1.0], atol=0.03)
+
+    with pytest.raises(SystemExit) as exit_info:  # another window into the same table is refused, not mixed in
+        main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(tmp_path / "win.parquet"),
+              "--window", "1.0"])
+    assert exit_info.value.code == 2 and "other settings (hop_s, window_s)" in capsys.readouterr().err
