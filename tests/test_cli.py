@@ -154,7 +154,7 @@ def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finish
     _, _, ckpt = trained
     folder = _write_mixed_folder(tmp_path)
     out = tmp_path / "emb.npy"
-    # Interrupt the first run after its first part of 2 files: the re-run must not redo them.
+    # Interrupt the first run after its first part of 2 files (a.wav, broken.mp3): the re-run must not redo a.wav.
     monkeypatch.setattr(s3t.cli, "FILES_PER_PART", 2)
     real, calls = s3t.cli.featurize_files, []
 
@@ -172,7 +172,7 @@ def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finish
     capsys.readouterr()
     main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
     err = capsys.readouterr().err
-    assert "5 audio files under" in err and "2 already embedded" in err and "3 to embed" in err
+    assert "5 audio files under" in err and "1 already embedded" in err and "4 to embed" in err  # a.wav; broken.mp3 again
     matrix, index = np.load(out), pd.read_csv(tmp_path / "emb.csv")
     assert matrix.shape == (4, 8) and matrix.dtype == np.float32 and np.isfinite(matrix).all()
     assert [p.split("mixed/")[1] for p in index["path"]] == ["a.wav", "c.ogg", "d.mp3", "sub/b.flac"]
