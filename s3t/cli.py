@@ -8,6 +8,7 @@ saying what is wrong.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import shutil
@@ -251,22 +252,68 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(f"s3t: probe on test ({embeddings.method}): {json.dumps(shown)}")
 
 
+def _audio_inputs(items: Sequence[str]) -> list[str]:
+    """Files as given, folders expanded to their audio files (recursively, sorted)."""
+    paths: list[str] = []
+    for item in items:
+        paths += [str(p) for p in find_audio_files(item)] if Path(item).is_dir() else [item]
+    return paths
+
+
+def _predictions(probe: LinearProbe, scores: torch.Tensor, top: int, threshold: float | None) -> list[list[tuple[str, float]]]:
+    """Per row of scores (N, C): the ``top`` best labels (single-label), or every tag scoring at
+    least ``threshold`` (multi-label), best first, as (label, score)."""
+    out = []
+    for row in scores.tolist():
+        ranked = sorted(zip(probe.labels, row), key=lambda pair: -pair[1])
+        out.append([pair for pair in ranked if pair[1] >= threshold] if probe.multilabel else ranked[:top])
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.top < 1:
+        raise CLIError(f"--top must be >= 1, got {args.top}")
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint)
     probe = LinearProbe.from_state(load_checkpoint(args.probe)["probe"]).eval()
-    clips, kept, rejected = _featurize(args.files, encoder.config.cqt, device, 0, "featurize")
+    if probe.linear.in_features != encoder.embedding_dim:
+        raise CLIError(f"{args.probe} takes {probe.linear.in_features}-dim embeddings but {args.checkpoint} gives "
+                       f"{encoder.embedding_dim}; use the probe trained on this checkpoint's embeddings")
+    threshold = args.threshold if args.threshold is not None else probe.threshold
+    if probe.multilabel and threshold is None:
+        threshold = 0.5
+        print(f"s3t: {args.probe} stores no tag threshold (written before thresholds existed); using 0.5", file=sys.stderr)
+    paths = _audio_inputs(args.files)
+    if not paths:
+        raise CLIError(f"no audio files found in {', '.join(args.files)}")
+    clips, kept, rejected = _featurize(paths, encoder.config.cqt, device, 0, "featurize")
     _report_rejected(rejected)
     if not clips:
         raise CLIError("none of the files could be read")
     emb = embed_spectrograms(encoder, clips, device=device)
     with torch.no_grad():
         scores = probe.scores(emb)
-    k = min(args.top, len(probe.labels))
-    for path, row in zip(kept, scores):
-        top = torch.topk(row, k)
-        ranked = ", ".join(f"{probe.labels[i]} {v:.3f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}: {ranked}")
+    predictions = _predictions(probe, scores, args.top, threshold)
+    if args.format == "json":
+        print(json.dumps({
+            "checkpoint": str(args.checkpoint), "probe": str(args.probe),
+            "task": "multi-label" if probe.multilabel else "single-label",
+            "threshold": threshold if probe.multilabel else None,
+            "predictions": [{"path": path, "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
+                            for path, ranked in zip(kept, predictions)],
+            "rejected": [{"path": r.path, "reason": r.reason} for r in rejected],
+        }, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "label", "score"])
+        for path, ranked in zip(kept, predictions):
+            # A file with no tag above the threshold still gets a row, so every file read is listed.
+            writer.writerows([[path, i + 1, label, f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
+                             or [[path, "", "", ""]])
+    else:
+        for path, ranked in zip(kept, predictions):
+            shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked) or f"(no tag scores {threshold:.3f} or more)"
+            print(f"{path}: {shown}")
     if rejected:
         sys.exit(1)
 
@@ -356,12 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     encode_args(p)
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("predict", help="print the top labels of audio files")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--probe", required=True)
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("files", nargs="+")
-    p.add_argument("--device")
+    p = sub.add_parser(
+        "predict", help="labels of audio files and folders from a trained probe",
+        description="Single-label probes: the --top labels of each file with their probabilities. Multi-label probes: "
+        "every tag whose probability reaches the threshold stored in the probe (chosen on validation). Files that "
+        "cannot be read are listed on stderr and make the exit status 1.",
+    )
+    p.add_argument("--checkpoint", required=True, help="pre-trained checkpoint the probe's embeddings came from (models/pretrained.pt)")
+    p.add_argument("--probe", required=True, help="probe written by `s3t probe --save-probe` or the pipeline (models/probes/...)")
+    p.add_argument("--top", type=int, default=3, help="single-label probes: how many labels to show per file (default 3)")
+    p.add_argument("--threshold", type=float,
+                   help="multi-label probes: show tags scoring at least this (default: the probe's validation threshold)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table: one line per file; csv: path,rank,label,score rows; json: one document (default table)")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="audio files, or folders searched recursively")
+    p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("corpus", help="generate the bundled multi-genre music corpus")

@@ -1,5 +1,6 @@
 """End to end through the `s3t` command line on real audio files (tiny backbone, CPU)."""
 
+import csv
 import hashlib
 import json
 import subprocess
@@ -200,3 +201,50 @@ def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finish
         main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(tmp_path / "win.parquet"),
               "--window", "1.0"])
     assert exit_info.value.code == 2 and "other settings (hop_s, window_s)" in capsys.readouterr().err
+
+
+def test_predict_reads_folders_and_writes_json_and_csv_with_top_labels_or_tags_above_the_threshold(trained, tmp_path, capsys):
+    import torch
+
+    from s3t.checkpoint import save_checkpoint
+    from s3t.embed import embed_spectrograms
+    from s3t.features import featurize_files
+    from s3t.cqt import CQT
+    from s3t.probe import LinearProbe
+    from s3t.train import load_encoder
+
+    _, _, ckpt = trained
+    folder = _write_mixed_folder(tmp_path)
+    encoder = load_encoder(ckpt)
+    torch.manual_seed(0)
+    tagger = LinearProbe(encoder.embedding_dim, ["bright", "dark", "loud"], multilabel=True)
+    clips, kept, _ = featurize_files(sorted(str(p) for p in folder.rglob("*.*")), CQT.from_config(encoder.config.cqt))
+    with torch.no_grad():
+        expected = tagger.scores(embed_spectrograms(encoder, clips))
+    tagger.threshold = float(expected.median())  # so that some tags are shown and some are not
+    save_checkpoint({"probe": tagger.to_state()}, tmp_path / "tagger.pt")
+
+    with pytest.raises(SystemExit) as exit_info:  # the broken file is reported, and makes the status 1
+        main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "tagger.pt"), str(folder), "--format", "json"])
+    assert exit_info.value.code == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["task"] == "multi-label" and doc["threshold"] == tagger.threshold
+    assert [p["path"] for p in doc["predictions"]] == kept and doc["rejected"][0]["path"].endswith("broken.mp3")
+    for row, scores in zip(doc["predictions"], expected.tolist()):
+        shown = {label["label"] for label in row["labels"]}
+        assert shown == {t for t, s in zip(tagger.labels, scores) if s >= tagger.threshold}
+        assert [label["score"] for label in row["labels"]] == sorted((label["score"] for label in row["labels"]), reverse=True)
+
+    single = LinearProbe(encoder.embedding_dim, ["a", "b", "c", "d"], multilabel=False)
+    save_checkpoint({"probe": single.to_state()}, tmp_path / "single.pt")
+    main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "single.pt"), str(folder / "a.wav"),
+          str(folder / "sub"), "--format", "csv", "--top", "2"])
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(r["path"].split("mixed/")[1], r["rank"]) for r in rows] == [("a.wav", "1"), ("a.wav", "2"), ("sub/b.flac", "1"), ("sub/b.flac", "2")]
+    assert float(rows[0]["score"]) >= float(rows[1]["score"])
+
+    small = LinearProbe(3, ["a", "b"], multilabel=False)
+    save_checkpoint({"probe": small.to_state()}, tmp_path / "small.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "small.pt"), str(folder)])
+    assert exit_info.value.code == 2 and "takes 3-dim embeddings" in capsys.readouterr().err
