@@ -29,6 +29,7 @@ from s3t.export import EmbeddingTable, companion, output_format, read_part, read
 from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
+from s3t.modelcard import model_card, software_versions
 from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
@@ -90,6 +91,12 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
         history = pretrain(clips, model, config, args.out, resume=args.resume, device=device, on_step=on_step)
     if history:
+        # What the model card needs and the training loop does not know: the data and the software.
+        hours = sum(c.shape[-1] for c in clips) / model.cqt.frames_per_second / 3600
+        state = load_checkpoint(args.out)
+        state.update(data={"dataset": ", ".join(args.audio), "splits": None, "clips": len(clips), "hours": hours},
+                     software=software_versions())
+        save_checkpoint(state, args.out)
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
 
 
@@ -244,7 +251,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     if args.save_probe:
-        save_checkpoint({"probe": probe.to_state(), "history": history}, args.save_probe)
+        save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": result}, args.save_probe)
     shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k != "fraction"}
     shown.update({f"knn_{k}": round(v, 4) for k, v in result["knn"]["test"].items()}, knn_k=result["knn"]["k"])
     if "selection" in result:
@@ -316,6 +323,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print(f"{path}: {shown}")
     if rejected:
         sys.exit(1)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    print(model_card(load_checkpoint(args.file), name=args.file), end="")
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
@@ -419,6 +430,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="audio files, or folders searched recursively")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "info", help="what an s3t file is and holds (model card)",
+        description="Kind, architecture and parameter count, CQT and pre-processor settings, pre-training data, "
+        "epochs and final loss, probe metrics and label set, software versions; as Markdown on stdout.",
+    )
+    p.add_argument("file", help="an encoder checkpoint, probe or embeddings file written by s3t")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("corpus", help="generate the bundled multi-genre music corpus")
     p.add_argument("--out", required=True)

@@ -248,3 +248,25 @@ def test_predict_reads_folders_and_writes_json_and_csv_with_top_labels_or_tags_a
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "small.pt"), str(folder)])
     assert exit_info.value.code == 2 and "takes 3-dim embeddings" in capsys.readouterr().err
+
+
+def test_info_prints_the_card_of_an_encoder_and_of_a_probe_and_refuses_other_files(trained, tmp_path, capsys):
+    root, _, ckpt = trained
+    main(["info", str(ckpt)])
+    card = capsys.readouterr().out
+    assert "s3t-encoder" in card and "| backbone | tiny_test" in card and "| epochs | 2 of 2" in card
+    assert "| clips | 24 |" in card and "| hours of audio | 0.01 |" in card and "| torch |" in card  # recorded by s3t pretrain
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(root / "manifest.csv"), "--out", str(tmp_path / "m.json"),
+          "--save-probe", str(tmp_path / "p.pt"), "--epochs", "6", "--protocol", "paper"])
+    capsys.readouterr()
+    main(["info", str(tmp_path / "p.pt")])
+    card = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert "s3t-probe" in card and "| labels | 2: high, low |" in card and f"| test top1 | {metrics['top1']:.4f} |" in card
+    from s3t.checkpoint import save_checkpoint
+
+    save_checkpoint({"weights": [1, 2]}, tmp_path / "other.pt")  # a checkpoint, but of nothing s3t describes
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(tmp_path / "other.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "none of encoder, probe or embeddings" in err[0]
