@@ -164,7 +164,8 @@ def _embed_folder(args: argparse.Namespace) -> None:
         return table.select(np.array([p in listed for p in table.paths], dtype=bool))
 
     def check(found: dict, where: Path) -> None:
-        differ = sorted(k for k in settings if found.get(k) != settings[k])
+        # The checkpoint is compared by content (sha256), so another path to the same file is fine.
+        differ = sorted(k for k in settings if k != "checkpoint" and found.get(k) != settings[k])
         if differ:
             raise CLIError(
                 f"{where} was made with other settings ({', '.join(differ)}); write to another --out or delete it"
