@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install params run test bench clean prefect-server serve
+.PHONY: install params run test browser bench clean prefect-server serve
 
 install: $(STAMP)
 
@@ -32,9 +32,17 @@ run: install
 	fi
 	$(BIN)/dvc metrics show
 	@sed -n '/^## This run on/,$$p' reports/tables.md
-	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show"
+	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show   Model card: models/pretrained.md"
+	@echo "Report: $(CURDIR)/reports/index.html"
 
-test: install
+# The report page's test opens it in Debian's Chromium (never a downloaded browser). Installed here when
+# possible (root with apt-get, as on CI); otherwise that one test is skipped and says why.
+browser:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "make browser: no /usr/bin/chromium (apt-get install chromium as root); the report page's browser test will be skipped"
+
+test: install browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 # A local Prefect server: SQLite in ~/.prefect, UI at http://127.0.0.1:4200, no telemetry.

@@ -8,22 +8,28 @@ saying what is wrong.
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import json
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from s3t.audio import find_audio_files
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
-from s3t.embed import EmbeddingSet, embed_spectrograms
+from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, window_bounds
+from s3t.export import EmbeddingTable, companion, output_format, read_part, read_table, write_part, write_table
 from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
+from s3t.modelcard import model_card, software_versions
 from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
@@ -85,6 +91,12 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
         history = pretrain(clips, model, config, args.out, resume=args.resume, device=device, on_step=on_step)
     if history:
+        # What the model card needs and the training loop does not know: the data and the software.
+        hours = sum(c.shape[-1] for c in clips) / model.cqt.frames_per_second / 3600
+        state = load_checkpoint(args.out)
+        state.update(data={"dataset": ", ".join(args.audio), "splits": None, "clips": len(clips), "hours": hours},
+                     software=software_versions())
+        save_checkpoint(state, args.out)
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
 
 
@@ -112,7 +124,108 @@ def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Reject
     return embeddings, rejected
 
 
+FILES_PER_PART = 32
+"""Files embedded between two saves of a folder run's progress (OUT.parts/): the most an interruption loses."""
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _embed_folder(args: argparse.Namespace) -> None:
+    """`s3t embed --audio DIR`: a table of one row per file or window (s3t.export), resumable."""
+    if args.group_column:
+        raise CLIError("--group-column checks a manifest; it does not apply to --audio")
+    output_format(args.out)
+    paths = [str(p) for p in find_audio_files(args.audio)]
+    if not paths:
+        raise CLIError(f"no audio files found under {args.audio}")
+    device = _device(args.device)
+    encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
+    settings = {
+        "checkpoint": str(args.checkpoint), "checkpoint_sha256": _sha256(args.checkpoint),
+        "random_init": args.random_init, "seed": args.seed if args.random_init else None,
+        "window_s": args.window, "hop_s": args.hop if args.hop is not None else args.window,
+        "segments": encoder.config.embed_segments if args.segments is None else args.segments,
+        "pooling": encoder.config.embed_pooling, "dim": encoder.embedding_dim,
+    }
+    # Check window and hop before any work (a one-frame clip exercises every check).
+    window_bounds(1, encoder.config.cqt.frames_per_second, args.window, args.hop)
+
+    listed = {p: i for i, p in enumerate(paths)}
+    tables: list[EmbeddingTable] = []
+
+    def keep_listed(table: EmbeddingTable) -> EmbeddingTable:
+        # Rows of files no longer in the folder are dropped: the table is the folder as it is now.
+        return table.select(np.array([p in listed for p in table.paths], dtype=bool))
+
+    def check(found: dict, where: Path) -> None:
+        # The checkpoint is compared by content (sha256), so another path to the same file is fine.
+        differ = sorted(k for k in settings if k != "checkpoint" and found.get(k) != settings[k])
+        if differ:
+            raise CLIError(
+                f"{where} was made with other settings ({', '.join(differ)}); write to another --out or delete it"
+            )
+
+    out = Path(args.out)
+    if out.exists():
+        previous = read_table(out)
+        check(previous.settings, out)
+        tables.append(keep_listed(previous))
+    parts = companion(out, "parts")
+    if (parts / "settings.json").is_file():
+        check(json.loads((parts / "settings.json").read_text(encoding="utf-8")), parts)
+        tables += [keep_listed(read_part(f, settings)) for f in sorted(parts.glob("*.npz"))]
+    else:
+        parts.mkdir(parents=True, exist_ok=True)
+        (parts / "settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    done = {p for t in tables for p in t.paths}
+    todo = [p for p in paths if p not in done]
+    print(f"s3t: {len(paths)} audio files under {args.audio}: {len(done)} already embedded in {out}, "
+          f"{len(todo)} to embed", file=sys.stderr)
+
+    cqt = CQT.from_config(encoder.config.cqt).to(device)
+    rejected: list[Rejected] = []
+    first_part = len(list(parts.glob("*.npz")))
+    # disable=None: the bar is drawn only when stderr is a terminal, so logs and pipes stay clean.
+    with tqdm(total=len(todo), desc="embed", unit="file", dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
+        for k, start in enumerate(range(0, len(todo), FILES_PER_PART)):
+            chunk = todo[start : start + FILES_PER_PART]
+            clips, kept, skipped = featurize_files(chunk, cqt, workers=args.workers, on_file=lambda _: bar.update())
+            rejected += skipped
+            windows = embed_windows(encoder, clips, window_s=args.window, hop_s=args.hop,
+                                    batch_size=args.batch_size, num_segments=args.segments, device=device)
+            table = EmbeddingTable(windows.embeddings.numpy(), [kept[i] for i in windows.clip],
+                                   windows.start_s, windows.end_s, settings)
+            write_part(parts / f"{first_part + k:06d}.npz", table)
+            tables.append(table)
+    _report_rejected(rejected)
+
+    table = EmbeddingTable.concat(tables, encoder.embedding_dim, settings)
+    order = np.argsort([listed[p] for p in table.paths], kind="stable")  # folder order, windows in time order
+    table = table.select(np.zeros(0, bool)) if not len(order) else EmbeddingTable(
+        table.embeddings[order], [table.paths[i] for i in order], [table.start_s[i] for i in order],
+        [table.end_s[i] for i in order], settings)
+    embedded = len(set(table.paths))
+    table.settings = {**settings, "files": embedded, "rows": len(table.paths), "rejected": len(rejected)}
+    written = write_table(out, table, [(r.path, r.reason) for r in rejected])
+    shutil.rmtree(parts)
+    print(f"s3t: wrote {', '.join(map(str, written))}: {table.embeddings.shape} embeddings of {embedded} files "
+          f"({len(done & set(table.paths))} reused, {len(todo) - len(rejected)} embedded now), {len(rejected)} rejected")
+
+
 def cmd_embed(args: argparse.Namespace) -> None:
+    if bool(args.audio) == bool(args.manifest):
+        raise CLIError("give either --audio DIR (any folder of audio) or --manifest M (labeled clips)")
+    if args.audio:
+        _embed_folder(args)
+        return
+    if args.window is not None or args.hop is not None:
+        raise CLIError("--window and --hop apply to --audio; a manifest's clips are embedded whole")
     embeddings, rejected = _embed_manifest(args)
     save_checkpoint({"embeddings": embeddings.to_state(), "rejected": [[r.path, r.reason] for r in rejected]}, args.out)
     print(f"s3t: wrote {args.out}: {tuple(embeddings.embeddings.shape)} embeddings, {len(rejected)} skipped")
@@ -139,7 +252,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     if args.save_probe:
-        save_checkpoint({"probe": probe.to_state(), "history": history}, args.save_probe)
+        save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": result}, args.save_probe)
     shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k != "fraction"}
     shown.update({f"knn_{k}": round(v, 4) for k, v in result["knn"]["test"].items()}, knn_k=result["knn"]["k"])
     if "selection" in result:
@@ -147,24 +260,74 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(f"s3t: probe on test ({embeddings.method}): {json.dumps(shown)}")
 
 
+def _audio_inputs(items: Sequence[str]) -> list[str]:
+    """Files as given, folders expanded to their audio files (recursively, sorted)."""
+    paths: list[str] = []
+    for item in items:
+        paths += [str(p) for p in find_audio_files(item)] if Path(item).is_dir() else [item]
+    return paths
+
+
+def _predictions(probe: LinearProbe, scores: torch.Tensor, top: int, threshold: float | None) -> list[list[tuple[str, float]]]:
+    """Per row of scores (N, C): the ``top`` best labels (single-label), or every tag scoring at
+    least ``threshold`` (multi-label), best first, as (label, score)."""
+    out = []
+    for row in scores.tolist():
+        ranked = sorted(zip(probe.labels, row), key=lambda pair: -pair[1])
+        out.append([pair for pair in ranked if pair[1] >= threshold] if probe.multilabel else ranked[:top])
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.top < 1:
+        raise CLIError(f"--top must be >= 1, got {args.top}")
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint)
     probe = LinearProbe.from_state(load_checkpoint(args.probe)["probe"]).eval()
-    clips, kept, rejected = _featurize(args.files, encoder.config.cqt, device, 0, "featurize")
+    if probe.linear.in_features != encoder.embedding_dim:
+        raise CLIError(f"{args.probe} takes {probe.linear.in_features}-dim embeddings but {args.checkpoint} gives "
+                       f"{encoder.embedding_dim}; use the probe trained on this checkpoint's embeddings")
+    threshold = args.threshold if args.threshold is not None else probe.threshold
+    if probe.multilabel and threshold is None:
+        threshold = 0.5
+        print(f"s3t: {args.probe} stores no tag threshold (written before thresholds existed); using 0.5", file=sys.stderr)
+    paths = _audio_inputs(args.files)
+    if not paths:
+        raise CLIError(f"no audio files found in {', '.join(args.files)}")
+    clips, kept, rejected = _featurize(paths, encoder.config.cqt, device, 0, "featurize")
     _report_rejected(rejected)
     if not clips:
         raise CLIError("none of the files could be read")
     emb = embed_spectrograms(encoder, clips, device=device)
     with torch.no_grad():
         scores = probe.scores(emb)
-    k = min(args.top, len(probe.labels))
-    for path, row in zip(kept, scores):
-        top = torch.topk(row, k)
-        ranked = ", ".join(f"{probe.labels[i]} {v:.3f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}: {ranked}")
+    predictions = _predictions(probe, scores, args.top, threshold)
+    if args.format == "json":
+        print(json.dumps({
+            "checkpoint": str(args.checkpoint), "probe": str(args.probe),
+            "task": "multi-label" if probe.multilabel else "single-label",
+            "threshold": threshold if probe.multilabel else None,
+            "predictions": [{"path": path, "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
+                            for path, ranked in zip(kept, predictions)],
+            "rejected": [{"path": r.path, "reason": r.reason} for r in rejected],
+        }, indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "rank", "label", "score"])
+        for path, ranked in zip(kept, predictions):
+            # A file with no tag above the threshold still gets a row, so every file read is listed.
+            writer.writerows([[path, i + 1, label, f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
+                             or [[path, "", "", ""]])
+    else:
+        for path, ranked in zip(kept, predictions):
+            shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked) or f"(no tag scores {threshold:.3f} or more)"
+            print(f"{path}: {shown}")
     if rejected:
         sys.exit(1)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    print(model_card(load_checkpoint(args.file), name=args.file), end="")
 
 
 def cmd_corpus(args: argparse.Namespace) -> None:
@@ -214,12 +377,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--segments", type=int, default=None, help="segments per clip, mean-pooled (default: the checkpoint's setting)")
         common(p)
 
-    p = sub.add_parser("embed", help="embed the clips of a manifest with a frozen encoder")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--manifest", required=True, help="CSV with columns path,label,split (in any order; others ignored)")
+    p = sub.add_parser(
+        "embed", help="embed any folder of audio (one vector per file or per window), or the clips of a manifest",
+        description="With --audio: every audio file under DIR (recursively) -> OUT.npy + OUT.csv (path,start_s,end_s) "
+        "or OUT.parquet, with OUT.json (settings) and OUT.rejected.csv (files that could not be read, and why). "
+        "A re-run embeds only files not in OUT yet; an interrupted run resumes from OUT.parts/. "
+        "With --manifest: a torch file of labeled embeddings for `s3t probe --embeddings`.",
+    )
+    p.add_argument("--checkpoint", required=True, help="pre-trained checkpoint (models/pretrained.pt)")
+    p.add_argument("--audio", metavar="DIR", help="folder of audio files (wav, flac, ogg, mp3, m4a, ...), searched recursively")
+    p.add_argument("--manifest", help="CSV with columns path,label,split (in any order; others ignored)")
     group_column(p)
-    p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", required=True,
+                   help="with --audio: OUT.npy (NumPy + CSV index) or OUT.parquet; with --manifest: a .pt file")
+    p.add_argument("--window", type=float, metavar="S",
+                   help="with --audio: one vector per window of S seconds instead of one per file")
+    p.add_argument("--hop", type=float, metavar="S", help="with --window: seconds between window starts (default: S of --window)")
+    p.add_argument("--batch-size", type=int, default=32, help="clips or windows per forward pass")
     encode_args(p)
     p.set_defaults(func=cmd_embed)
 
@@ -241,13 +415,30 @@ def build_parser() -> argparse.ArgumentParser:
     encode_args(p)
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("predict", help="print the top labels of audio files")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--probe", required=True)
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("files", nargs="+")
-    p.add_argument("--device")
+    p = sub.add_parser(
+        "predict", help="labels of audio files and folders from a trained probe",
+        description="Single-label probes: the --top labels of each file with their probabilities. Multi-label probes: "
+        "every tag whose probability reaches the threshold stored in the probe (chosen on validation). Files that "
+        "cannot be read are listed on stderr and make the exit status 1.",
+    )
+    p.add_argument("--checkpoint", required=True, help="pre-trained checkpoint the probe's embeddings came from (models/pretrained.pt)")
+    p.add_argument("--probe", required=True, help="probe written by `s3t probe --save-probe` or the pipeline (models/probes/...)")
+    p.add_argument("--top", type=int, default=3, help="single-label probes: how many labels to show per file (default 3)")
+    p.add_argument("--threshold", type=float,
+                   help="multi-label probes: show tags scoring at least this (default: the probe's validation threshold)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table: one line per file; csv: path,rank,label,score rows; json: one document (default table)")
+    p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="audio files, or folders searched recursively")
+    p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "info", help="what an s3t file is and holds (model card)",
+        description="Kind, architecture and parameter count, CQT and pre-processor settings, pre-training data, "
+        "epochs and final loss, probe metrics and label set, software versions; as Markdown on stdout.",
+    )
+    p.add_argument("file", help="an encoder checkpoint, probe or embeddings file written by s3t")
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("corpus", help="generate the bundled multi-genre music corpus")
     p.add_argument("--out", required=True)

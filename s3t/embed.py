@@ -14,6 +14,15 @@ so that every tool embeds alike (arguments here override them):
   averaged). ``stages``: for every stage, the mean and standard deviation of its feature map
   over all positions, concatenated: earlier stages keep finer time-frequency detail, and the
   standard deviation keeps how much it varies, which a mean loses.
+
+Windows (:func:`window_bounds`, :func:`embed_windows`): for audio of any length the CLI
+embeds a whole file as one clip, or cuts it into windows of ``window_s`` seconds every
+``hop_s`` seconds and embeds each window as a clip of its own. Windows are whole, never
+cut short: when more than half a hop of audio is left after the last window, one more
+window ends at the file's end (overlapping its neighbour more than the hop says); a file
+shorter than one window is one row.
+Times are in seconds of audio, to within one CQT frame (hop_length / sample_rate, 23 ms
+at the paper's settings), since they are counted in frames.
 """
 
 from __future__ import annotations
@@ -68,6 +77,77 @@ def embed_spectrograms(
         if on_batch is not None:
             on_batch(start + len(chunk))
     return torch.cat(out) if out else torch.zeros(0, encoder.embedding_dim)
+
+
+def window_bounds(num_frames: int, frames_per_second: float, window_s: float | None, hop_s: float | None) -> list[tuple[int, int]]:
+    """Frame ranges [a, b) of the windows of a clip of ``num_frames`` frames (see module docstring).
+
+    ``window_s`` None gives the whole clip; ``hop_s`` None means ``window_s`` (windows side
+    by side). Both in seconds; ``frames_per_second`` is the CQT's, after time compression.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if window_s is None:
+        if hop_s is not None:
+            raise ValueError("a hop needs a window: give the window length too")
+        return [(0, num_frames)]
+    hop_s = window_s if hop_s is None else hop_s
+    if not (window_s > 0 and hop_s > 0):
+        raise ValueError(f"window and hop must be > 0 seconds, got {window_s} and {hop_s}")
+    window = round(window_s * frames_per_second)
+    if window < 1 or round(hop_s * frames_per_second) < 1:
+        raise ValueError(
+            f"window {window_s} s and hop {hop_s} s must each span at least one CQT frame ({1 / frames_per_second:.4f} s)"
+        )
+    if num_frames <= window:
+        return [(0, num_frames)]
+    # Starts are rounded from k * hop_s, not accumulated in whole frames, so they do not drift.
+    starts = [round(k * hop_s * frames_per_second) for k in range(int(num_frames / (hop_s * frames_per_second)) + 1)]
+    bounds = [(a, a + window) for a in starts if a + window <= num_frames]
+    tail = num_frames - window
+    if tail - bounds[-1][0] > hop_s * frames_per_second / 2:
+        bounds.append((tail, num_frames))
+    return bounds
+
+
+@dataclass(frozen=True)
+class WindowEmbeddings:
+    """Embeddings of windows of several clips.
+
+    embeddings: (M, D) float32; clip: (M,) index of the clip each row belongs to; start_s,
+    end_s: (M,) float64 seconds from the clip's start.
+    """
+
+    embeddings: torch.Tensor
+    clip: list[int]
+    start_s: list[float]
+    end_s: list[float]
+
+
+def embed_windows(
+    encoder: Encoder,
+    clips: Sequence[torch.Tensor],
+    *,
+    window_s: float | None = None,
+    hop_s: float | None = None,
+    batch_size: int = 32,
+    num_segments: int | None = None,
+    device: torch.device | str = "cpu",
+) -> WindowEmbeddings:
+    """Embed every window (:func:`window_bounds`) of every clip of log-CQT (F, T_i) as a clip of its own.
+
+    Without ``window_s`` each clip is one row, exactly :func:`embed_spectrograms`.
+    """
+    fps = encoder.config.cqt.frames_per_second
+    pieces, owner, starts, ends = [], [], [], []
+    for i, spec in enumerate(clips):
+        for a, b in window_bounds(spec.shape[-1], fps, window_s, hop_s):
+            pieces.append(spec[:, a:b])
+            owner.append(i)
+            starts.append(a / fps)
+            ends.append(b / fps)
+    emb = embed_spectrograms(encoder, pieces, batch_size=batch_size, num_segments=num_segments, device=device)
+    return WindowEmbeddings(emb, owner, starts, ends)
 
 
 @dataclass

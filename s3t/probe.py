@@ -20,6 +20,10 @@ Choices where the paper is silent:
 - k-NN (:func:`knn_evaluate`): a label-free view of the embedding. Cosine similarity between
   standardised embeddings, majority vote of the k nearest training clips (ties: the larger summed
   similarity), or the mean of their tag vectors for tagging; k chosen on validation.
+- Tag threshold (:func:`choose_threshold`): a multi-label probe gives scores, while a user
+  asking "which tags does this song have" needs a yes or no per tag. One threshold for all tags,
+  the one with the best micro-F1 on the validation split, is stored in the probe; one per tag
+  would be fitted on a handful of positives for rare tags.
 - Label fractions (1 %, 10 %) are drawn from the training rows with a fixed seed,
   stratified per class for single-label tasks (at least one row per class). For
   multi-label tasks rows are drawn uniformly, then one row is added for every tag
@@ -71,6 +75,7 @@ class LinearProbe(nn.Module):
             raise ValueError(f"a probe needs in_features >= 1 and at least one label, got {in_features}, {len(labels)}")
         self.labels = list(labels)
         self.multilabel = multilabel
+        self.threshold: float | None = None  # multi-label: the tag threshold chosen on validation
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("std", torch.ones(in_features))
         self.linear = nn.Linear(in_features, len(labels))
@@ -85,13 +90,15 @@ class LinearProbe(nn.Module):
 
     def to_state(self) -> dict:
         """Plain-data form for :func:`s3t.checkpoint.save_checkpoint`."""
-        return {"labels": self.labels, "multilabel": self.multilabel, "state_dict": self.state_dict()}
+        return {"labels": self.labels, "multilabel": self.multilabel, "threshold": self.threshold,
+                "state_dict": self.state_dict()}
 
     @classmethod
     def from_state(cls, state: dict) -> "LinearProbe":
         weight = state["state_dict"]["linear.weight"]
         probe = cls(weight.shape[1], state["labels"], state["multilabel"])
         probe.load_state_dict(state["state_dict"])
+        probe.threshold = state.get("threshold")  # absent from probes written before thresholds existed
         return probe
 
 
@@ -110,6 +117,26 @@ def encode_targets(label_rows: Sequence[Sequence[str]], labels: Sequence[str], m
     if bad:
         raise ValueError(f"single-label targets need exactly one label per row; rows {bad[:5]} have {len(label_rows[bad[0]])}")
     return torch.tensor([index[row[0]] for row in label_rows], dtype=torch.long)
+
+
+def choose_threshold(scores: torch.Tensor, targets: torch.Tensor) -> float:
+    """The score threshold, one for all tags, with the best micro-F1 of ``score >= threshold``.
+
+    scores: (N, C) per-tag probabilities; targets: (N, C) multi-hot. Ties go to the higher
+    threshold (fewer tags shown). With no positive target at all, 0.5.
+    """
+    flat, truth = scores.flatten().double(), targets.flatten().double()
+    positives = truth.sum()
+    if positives == 0:
+        return 0.5
+    order = torch.argsort(flat, descending=True, stable=True)
+    ranked, hits = flat[order], truth[order].cumsum(0)
+    predicted = torch.arange(1, flat.numel() + 1, dtype=torch.float64)
+    # Only the last of equal scores is a threshold that can be applied (>= keeps them all).
+    last = torch.ones_like(ranked, dtype=torch.bool)
+    last[:-1] = ranked[1:] != ranked[:-1]
+    f1 = torch.where(last, 2 * hits / (predicted + positives), torch.full_like(hits, -1.0))
+    return float(ranked[int(torch.argmax(f1))])
 
 
 def label_fraction(targets: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -261,7 +288,8 @@ def probe_splits(
     valid, score test. With ``grid`` (lr, weight decay) pairs, one probe per pair (the other
     settings from ``config``) and the best on valid is kept; without, ``config`` alone (the
     paper's protocol). Returns (probe, result, history); result holds the test metrics, the
-    valid metrics under "valid", the row counts, and with a grid "selection" and "grid";
+    valid metrics under "valid", the row counts, for tagging the tag "threshold" (also set on
+    the probe, :func:`choose_threshold` on valid), and with a grid "selection" and "grid";
     with ``knn`` the k-NN result under "knn"."""
     y = encode_targets(label_rows, labels, multilabel)
     masks = {name: torch.tensor([s == name for s in splits], dtype=torch.bool) for name in ("train", "valid", "test")}
@@ -290,6 +318,10 @@ def probe_splits(
         "n_valid": int(masks["valid"].sum()),
         "n_test": int(masks["test"].sum()),
     }
+    if multilabel:
+        with torch.no_grad():
+            probe.threshold = choose_threshold(probe.scores(valid_x), valid_y)
+        result["threshold"] = probe.threshold
     if grid:
         result.update(selection={"lr": lr, "weight_decay": weight_decay}, grid=searched)
     if knn:

@@ -9,7 +9,7 @@ says "not run". Percentages with one decimal, like the paper.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping, NamedTuple
 
 # (dataset, metric) -> paper value, per row. Paper Table 1.
 PAPER_TABLE1 = {
@@ -38,42 +38,70 @@ Results = Mapping[str, Mapping[int, Mapping]]
 """dataset -> percent of labels -> the probe stage's metrics JSON."""
 
 
+class Cell(NamedTuple):
+    """One table cell: its text, and for this run's numbers the raw value and where it comes from
+    ("<dataset>/probe_<percent>.json", then the keys into that JSON), so a page can be checked against it."""
+
+    text: str
+    value: float | None = None
+    source: tuple | None = None
+
+
+class Table(NamedTuple):
+    """A titled table: header texts and rows of cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[Cell]]
+
+
 def _pct(value: float | None) -> str:
     return NOT_RUN if value is None else f"{100 * value:.1f}"
 
 
-def _ours(results: Results, dataset: str, percent: int, method: str | None, metric: str, settings: str) -> str:
-    if method is None:
-        return NOT_RUN
-    value = results.get(dataset, {}).get(percent, {}).get(method, {}).get(metric)
-    return NOT_RUN if value is None else f"{_pct(value)} ({dataset}, {settings}, {percent}% labels)"
+def _metric(results: Results, dataset: str, percent: int, method: str | None, *keys: str) -> Cell:
+    """This run's value at results[dataset][percent][method][keys...] in %, or "not run"."""
+    value: Any = results.get(dataset, {}).get(percent, {}).get(method, {}) if method is not None else {}
+    for key in keys:
+        value = value.get(key, {}) if isinstance(value, Mapping) else {}
+    if isinstance(value, Mapping):
+        return Cell(NOT_RUN)
+    return Cell(_pct(value), float(value), (f"{dataset}/probe_{percent}.json", method, *keys))
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _ours(results: Results, dataset: str, percent: int, method: str | None, metric: str, settings: str) -> Cell:
+    cell = _metric(results, dataset, percent, method, metric)
+    if cell.value is None:
+        return cell
+    return cell._replace(text=f"{cell.text} ({dataset}, {settings}, {percent}% labels)")
+
+
+def _table(header: list[str], rows: list[list[Cell]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell.text for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
-    """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group."""
-    settings = f"{backbone}, {preprocessor}"
-    out = ["# S3T: paper tables next to this run", "",
-           "Paper values are from the S3T paper (its Supervised and CLMR rows quote other papers); ours are from",
-           "`metrics/<dataset>/probe_<percent>.json` of this run, each labelled (dataset, backbone, pre-processor,",
-           "label fraction). Metrics in %. A cell this run did not produce says \"not run\".", ""]
+INTRO = ("Paper values are from the S3T paper (its Supervised and CLMR rows quote other papers); ours are from "
+         "`metrics/<dataset>/probe_<percent>.json` of this run, each labelled (dataset, backbone, pre-processor, "
+         "label fraction). Metrics in %. A cell this run did not produce says \"not run\".")
 
+
+def paper_tables(results: Results, *, backbone: str, preprocessor: str) -> list[Table]:
+    """The paper's Tables 1-4 with this run's cells beside the paper's values."""
+    settings = f"{backbone}, {preprocessor}"
+    tables = []
     columns = [("mtat", "pr_auc", "MTAT PR-AUC"), ("mtat", "roc_auc", "MTAT ROC-AUC"),
                ("fma_small", "top1", "FMA top-1"), ("gtzan", "top1", "GTZAN top-1")]
     header = ["Method"] + [f"{name} ({who})" for _, _, name in columns for who in ("paper", "ours")]
     rows = []
     for method, paper in PAPER_TABLE1.items():
         key = METHOD_KEYS.get(method)
-        rows.append([method] + [cell for d, m, _ in columns
-                                for cell in (_pct(paper.get((d, m)) / 100), _ours(results, d, 100, key, m, settings))])
-    rows.append(["Hand-crafted (log-CQT stats; not in the paper)"] + [
-        cell for d, m, _ in columns for cell in (NOT_IN_PAPER, _ours(results, d, 100, "handcrafted", m, settings))])
-    out += ["## Table 1: linear evaluation, 100% labels", "", _table(header, rows), ""]
+        rows.append([Cell(method)] + [cell for d, m, _ in columns
+                                      for cell in (Cell(_pct(paper.get((d, m)) / 100)), _ours(results, d, 100, key, m, settings))])
+    rows.append([Cell("Hand-crafted (log-CQT stats; not in the paper)")] + [
+        cell for d, m, _ in columns for cell in (Cell(NOT_IN_PAPER), _ours(results, d, 100, "handcrafted", m, settings))])
+    tables.append(Table("Table 1: linear evaluation, 100% labels", header, rows))
 
     columns2 = [("mtat", "pr_auc", "MTAT PR-AUC"), ("mtat", "roc_auc", "MTAT ROC-AUC"),
                 ("fma_small", "top1", "FMA top-1"), ("fma_small", "top5", "FMA top-5")]
@@ -83,33 +111,50 @@ def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
         cells = []
         for d, m, _ in columns2:
             p = paper.get((d, m))
-            cells += [_pct(None if p is None else p / 100), _ours(results, d, percent, key, m, settings)]
-        rows.append([f"{method} {percent}%"] + cells)
+            cells += [Cell(_pct(None if p is None else p / 100)), _ours(results, d, percent, key, m, settings)]
+        rows.append([Cell(f"{method} {percent}%")] + cells)
     header2 = ["Setting"] + [f"{n} ({who})" for _, _, n in columns2 for who in ("paper", "ours")]
-    out += ["## Table 2: label efficiency", "", _table(header2, rows), ""]
+    tables.append(Table("Table 2: label efficiency", header2, rows))
 
     for title, paper_rows, ours_key in (("Table 3: backbones on GTZAN", PAPER_TABLE3, backbone),
                                          ("Table 4: pre-processors on GTZAN", PAPER_TABLE4, preprocessor)):
         rows = []
         for key, (name, top1, top5) in paper_rows.items():
             match = "s3t" if key == ours_key else None
-            rows.append([name, f"{top1:.1f}", _ours(results, "gtzan", 100, match, "top1", settings),
-                         f"{top5:.1f}", _ours(results, "gtzan", 100, match, "top5", settings)])
+            rows.append([Cell(name), Cell(f"{top1:.1f}"), _ours(results, "gtzan", 100, match, "top1", settings),
+                         Cell(f"{top5:.1f}"), _ours(results, "gtzan", 100, match, "top5", settings)])
         header3 = ["Row", "Top-1 (paper)", "Top-1 (ours)", "Top-5 (paper)", "Top-5 (ours)"]
-        out += [f"## {title}", "", _table(header3, rows), ""]
+        tables.append(Table(title, header3, rows))
+    return tables
 
-    others = sorted(d for d in results if d not in ("gtzan", "fma_small", "mtat"))
-    for dataset in others:
+
+def run_tables(results: Results, *, backbone: str, preprocessor: str) -> list[Table]:
+    """This run's own table for every dataset the paper has no table for, with the hand-crafted row."""
+    settings = f"{backbone}, {preprocessor}"
+    tables = []
+    for dataset in sorted(d for d in results if d not in ("gtzan", "fma_small", "mtat")):
         rows = []
         for percent in sorted(results[dataset], reverse=True):
             for method, key in METHOD_KEYS.items():
                 metrics = results[dataset][percent].get(key, {})
                 names = ("top1", "top5") if "top1" in metrics else ("roc_auc", "pr_auc")
-                knn = metrics.get("knn", {}).get("test", {})
-                rows.append([f"{method} {percent}%"] + [_pct(metrics.get(n)) for n in names] + [_pct(knn.get(names[0]))])
+                rows.append([Cell(f"{method} {percent}%")] + [_metric(results, dataset, percent, key, n) for n in names]
+                            + [_metric(results, dataset, percent, key, "knn", "test", names[0])])
         single = "top1" in results[dataset][max(results[dataset])].get("s3t", {})
         header = ["Setting", "top-1", "top-5", "k-NN top-1"] if single else ["Setting", "ROC-AUC", "PR-AUC", "k-NN ROC-AUC"]
-        out += [f"## This run on `{dataset}` (not in the paper; {settings})", "", _table(header, rows), ""]
+        tables.append(Table(f"This run on `{dataset}` (not in the paper; {settings})", header, rows))
+    return tables
+
+
+def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
+    """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group."""
+    out = ["# S3T: paper tables next to this run", "",
+           "Paper values are from the S3T paper (its Supervised and CLMR rows quote other papers); ours are from",
+           "`metrics/<dataset>/probe_<percent>.json` of this run, each labelled (dataset, backbone, pre-processor,",
+           "label fraction). Metrics in %. A cell this run did not produce says \"not run\".", ""]
+    for table in paper_tables(results, backbone=backbone, preprocessor=preprocessor) + run_tables(
+            results, backbone=backbone, preprocessor=preprocessor):
+        out += [f"## {table.title}", "", _table(table.header, table.rows), ""]
     return "\n".join(out)
 
 

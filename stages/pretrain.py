@@ -1,4 +1,5 @@
-"""Stage pretrain: MoCo v2 pre-training on the features of `pretrain.dataset` -> models/pretrained.pt.
+"""Stage pretrain: MoCo v2 pre-training on the features of `pretrain.dataset` -> models/pretrained.pt
+(with the data it saw and the software versions) and its model card models/pretrained.md (`s3t info`).
 
 The in-progress checkpoint lives in work/pretrain/<hash of the resolved config>/, so a killed
 run resumes where it stopped (same config) and a changed config starts afresh.
@@ -18,7 +19,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict
@@ -29,10 +29,21 @@ from _common import FEATURES, MODELS, REPORTS, UNLABELED, WORK, device, logger, 
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
+from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
+from s3t.modelcard import model_card, software_versions
 from s3t.shards import FeatureStore
 from s3t.train import PretrainConfig, pretrain
+
+
+def _hours(parts) -> float:
+    """Hours of audio in the pre-training clips: the feature index's durations, without reading features."""
+    seconds = 0.0
+    for part in parts:
+        store, index = (part.dataset, part.indices) if isinstance(part, Subset) else (part, range(len(part)))
+        seconds += sum(store.rows[i]["duration_s"] for i in index)
+    return seconds / 3600
 
 
 def configs() -> tuple[ModelConfig, PretrainConfig, dict]:
@@ -98,9 +109,14 @@ def main() -> None:
         history = pretrain(clips, model, config, work / "checkpoint.pt", resume=True, device=dev, on_step=on_step)
     if rank == 0:
         MODELS.mkdir(exist_ok=True)
-        tmp = MODELS / "pretrained.pt.tmp"
-        shutil.copyfile(work / "checkpoint.pt", tmp)
-        os.replace(tmp, MODELS / "pretrained.pt")
+        # The released checkpoint also says what it was trained on and with which software (the model card's facts).
+        state = load_checkpoint(work / "checkpoint.pt")
+        state.update(data={"dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips),
+                           "hours": _hours(parts)}, software=software_versions())
+        save_checkpoint(state, MODELS / "pretrained.pt")
+        tmp = MODELS / "pretrained.md.tmp"
+        tmp.write_text(model_card(state, name="models/pretrained.pt"), encoding="utf-8")
+        os.replace(tmp, MODELS / "pretrained.md")
         out = REPORTS / "pretrain"
         out.mkdir(parents=True, exist_ok=True)
         with (out / "history.csv").open("w", newline="") as fh:

@@ -45,7 +45,9 @@ def main(dataset: str, percent: int) -> None:
         metric = "pr_auc" if emb.multilabel else "top1"
         for row in history:  # validation metric per epoch, one column (plot line) per method
             curves.setdefault(row["epoch"], {"epoch": row["epoch"]})[method] = row[metric]
-        save_checkpoint({"probe": probe.to_state(), "history": history}, MODELS / "probes" / dataset / f"{method}_{percent}.pt")
+        # The test metrics travel with the probe, so `s3t info` shows them without the metrics file.
+        save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": metrics},
+                        MODELS / "probes" / dataset / f"{method}_{percent}.pt")
         log.info("%s: %s", method, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
     _write_csv(plots / f"curve_{percent}.csv", list(curves.values()))
     out = METRICS / dataset

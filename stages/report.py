@@ -1,19 +1,26 @@
 """Stage report: reports/tables.md (the paper's Tables 1-4 beside this run) and, as CSV files that
 `dvc plots show` renders, the label-efficiency curve and per dataset the S3T probe's confusion
-matrix (genre) or per-tag ROC-AUC (tagging) on test, and a 2-D PCA map of the S3T embeddings."""
+matrix (genre) or per-tag ROC-AUC (tagging) on test, and a 2-D PCA map of the S3T embeddings.
+
+All of it, with the pre-training history, the probe curves, the data-validation summary, the
+model card and the params, also goes into one self-contained page, reports/index.html. The
+revision shown there is the git checkout's at the time the stage ran (`git describe --always
+--dirty`); DVC does not re-run the stage for a new commit alone, only for changed inputs."""
 
 import csv
 import json
+import os
+import subprocess
 
 import torch
-from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, logger, params
+from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, ROOT, logger, params
 
 from s3t.checkpoint import load_checkpoint
 from s3t.embed import EmbeddingSet
 from s3t.metrics import per_tag_roc_auc
 from s3t.probe import LinearProbe, encode_targets
 from s3t.report import pca_2d, render_tables
-
+from s3t.report_html import DatasetFigures, ReportData, build_report
 
 
 def main() -> None:
@@ -33,6 +40,7 @@ def main() -> None:
     _write(REPORTS / "label_efficiency.csv", ["dataset", "percent", "metric", *METHODS], rows)
 
     top = max(probe["fractions"])
+    figures = {}
     for d in eval_datasets:
         emb = EmbeddingSet.from_state(load_checkpoint(EMBEDDINGS / d / "s3t.pt")["embeddings"])
         probe_model = LinearProbe.from_state(load_checkpoint(MODELS / "probes" / d / f"s3t_{top}.pt")["probe"])
@@ -41,17 +49,63 @@ def main() -> None:
             scores = probe_model.scores(emb.embeddings[test]).numpy()
         targets = encode_targets([emb.labels[i] for i in test], emb.label_set, emb.multilabel).numpy()
         plots = REPORTS / "plots" / d
+        fig = figures[d] = DatasetFigures(metric="pr_auc" if emb.multilabel else "top1")
         if emb.multilabel:
             rows = [[t, f"{a:.5f}"] for t, a in zip(emb.label_set, per_tag_roc_auc(scores, targets)) if a == a]
             _write(plots / "per_tag_auc.csv", ["tag", "roc_auc"], rows)
+            fig.per_tag_auc = [(t, float(a)) for t, a in rows]
         else:
             rows = [[emb.label_set[a], emb.label_set[p]] for a, p in zip(targets, scores.argmax(1))]
             _write(plots / "confusion.csv", ["actual", "predicted"], rows)
+            index = {label: i for i, label in enumerate(emb.label_set)}
+            counts = [[0] * len(index) for _ in index]
+            for actual, predicted in rows:
+                counts[index[actual]][index[predicted]] += 1
+            fig.confusion = (list(emb.label_set), counts)
         xy = pca_2d(emb.embeddings)
         rows = [[f"{x:.5f}", f"{y:.5f}", labels[0] if labels else "", split]
                 for (x, y), labels, split in zip(xy.tolist(), emb.labels, emb.splits)]
         _write(plots / "embedding_map.csv", ["x", "y", "label", "split"], rows)
+        fig.embedding_map = [(float(x), float(y), label, split) for x, y, label, split in rows]
+        fig.curves = {p: _read_csv(REPORTS / "probe" / d / f"curve_{p}.csv") for p in probe["fractions"]}
     log.info("tables in %s", REPORTS / "tables.md")
+
+    card = MODELS / "pretrained.md"
+    data = ReportData(
+        results=results, backbone=backbone["name"], preprocessor=preprocessor["name"],
+        history=_read_csv(REPORTS / "pretrain" / "history.csv"), datasets=figures, validation=_validation(),
+        params=(ROOT / "params.yaml").read_text(encoding="utf-8"), revision=_revision(),
+        model_card=card.read_text(encoding="utf-8") if card.is_file() else "",
+    )
+    tmp = REPORTS / "index.html.tmp"
+    tmp.write_text(build_report(data), encoding="utf-8")
+    os.replace(tmp, REPORTS / "index.html")
+    log.info("report page %s", REPORTS / "index.html")
+
+
+def _read_csv(path) -> list[dict[str, float]]:
+    """A numeric CSV (history, probe curves) as rows of floats; an empty cell is None."""
+    with path.open(newline="") as fh:
+        return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _validation() -> dict:
+    """Suite name -> its details JSON (the summary's flag when a details file is missing)."""
+    folder = REPORTS / "validation"
+    summary = json.loads((folder / "summary.json").read_text())
+    out = {}
+    for suite, success in summary.items():
+        details = folder / "details" / f"{suite}.json"
+        out[suite] = json.loads(details.read_text()) if details.is_file() else success
+    return out
+
+
+def _revision() -> str:
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except OSError:  # no git on this machine
+        return "unknown (git not found)"
+    return done.stdout.strip() if done.returncode == 0 else "unknown (not a git checkout)"
 
 
 def _write(path, header: list[str], rows: list[list]) -> None:

@@ -1,5 +1,6 @@
 """End to end through the `s3t` command line on real audio files (tiny backbone, CPU)."""
 
+import csv
 import hashlib
 import json
 import subprocess
@@ -130,3 +131,142 @@ def test_probe_default_protocol_selects_on_valid_and_reports_knn(trained, capsys
     assert metrics["valid"]["top1"] == max(row["valid"] for row in metrics["grid"])
     assert metrics["knn"]["k"] in (1, 3, 5, 10, 20) and 0 <= metrics["knn"]["test"]["top1"] <= 1
     assert "knn_top1" in capsys.readouterr().out
+
+
+def _write_mixed_folder(root):
+    """Four 1.5 s clips as wav, flac, ogg (Vorbis) and mp3, one in a sub-folder, and a broken mp3."""
+    folder = root / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    t = np.arange(int(1.5 * SR)) / SR
+    for i, (name, kwargs) in enumerate([("a.wav", {}), ("sub/b.flac", {}), ("c.ogg", {"format": "OGG", "subtype": "VORBIS"}),
+                                        ("d.mp3", {"format": "MP3"})]):
+        y = 0.3 * np.sin(2 * np.pi * (200 + 300 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        sf.write(folder / name, y.astype(np.float32), SR, **kwargs)
+    (folder / "broken.mp3").write_bytes(b"ID3\x03\x00not an mp3 at all" * 8)
+    return folder
+
+
+def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finished_files(trained, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    import s3t.cli
+
+    _, _, ckpt = trained
+    folder = _write_mixed_folder(tmp_path)
+    out = tmp_path / "emb.npy"
+    # Interrupt the first run after its first part of 2 files (a.wav, broken.mp3): the re-run must not redo a.wav.
+    monkeypatch.setattr(s3t.cli, "FILES_PER_PART", 2)
+    real, calls = s3t.cli.featurize_files, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(s3t.cli, "featurize_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    assert not out.exists() and len(list((tmp_path / "emb.npy.parts").glob("*.npz"))) == 1
+    monkeypatch.setattr(s3t.cli, "featurize_files", real)
+    capsys.readouterr()
+    main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "5 audio files under" in err and "1 already embedded" in err and "4 to embed" in err  # a.wav; broken.mp3 again
+    matrix, index = np.load(out), pd.read_csv(tmp_path / "emb.csv")
+    assert matrix.shape == (4, 8) and matrix.dtype == np.float32 and np.isfinite(matrix).all()
+    assert [p.split("mixed/")[1] for p in index["path"]] == ["a.wav", "c.ogg", "d.mp3", "sub/b.flac"]
+    assert (index["start_s"] == 0).all() and np.allclose(index["end_s"], 1.5, atol=0.03)
+    rejected = pd.read_csv(tmp_path / "emb.rejected.csv")
+    assert rejected["path"].str.endswith("broken.mp3").tolist() == [True] and "decodable" in rejected["reason"][0]
+    assert not (tmp_path / "emb.npy.parts").exists()
+
+    before = matrix.copy()
+    main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert "4 already embedded" in err and "1 to embed" in err  # only the broken file is tried again
+    assert np.array_equal(np.load(out), before)
+
+    main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(tmp_path / "win.parquet"),
+          "--window", "0.5", "--hop", "0.25"])
+    frame = pd.read_parquet(tmp_path / "win.parquet")
+    per_file = frame.groupby("path").size()
+    assert len(per_file) == 4 and (per_file == 5).all()  # 0-0.5, 0.25-0.75, ..., 1.0-1.5
+    assert np.stack(frame["embedding"].to_numpy()).shape == (20, 8)
+    first = frame[frame["path"] == frame["path"][0]]
+    assert np.allclose(first["start_s"], [0, 0.25, 0.5, 0.75, 1.0], atol=0.03)
+
+    with pytest.raises(SystemExit) as exit_info:  # another window into the same table is refused, not mixed in
+        main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(tmp_path / "win.parquet"),
+              "--window", "1.0"])
+    assert exit_info.value.code == 2 and "other settings (hop_s, window_s)" in capsys.readouterr().err
+
+
+def test_predict_reads_folders_and_writes_json_and_csv_with_top_labels_or_tags_above_the_threshold(trained, tmp_path, capsys):
+    import torch
+
+    from s3t.checkpoint import save_checkpoint
+    from s3t.embed import embed_spectrograms
+    from s3t.features import featurize_files
+    from s3t.cqt import CQT
+    from s3t.probe import LinearProbe
+    from s3t.train import load_encoder
+
+    _, _, ckpt = trained
+    folder = _write_mixed_folder(tmp_path)
+    encoder = load_encoder(ckpt)
+    torch.manual_seed(0)
+    tagger = LinearProbe(encoder.embedding_dim, ["bright", "dark", "loud"], multilabel=True)
+    clips, kept, _ = featurize_files(sorted(str(p) for p in folder.rglob("*.*")), CQT.from_config(encoder.config.cqt))
+    with torch.no_grad():
+        expected = tagger.scores(embed_spectrograms(encoder, clips))
+    tagger.threshold = float(expected.median())  # so that some tags are shown and some are not
+    save_checkpoint({"probe": tagger.to_state()}, tmp_path / "tagger.pt")
+
+    with pytest.raises(SystemExit) as exit_info:  # the broken file is reported, and makes the status 1
+        main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "tagger.pt"), str(folder), "--format", "json"])
+    assert exit_info.value.code == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["task"] == "multi-label" and doc["threshold"] == tagger.threshold
+    assert [p["path"] for p in doc["predictions"]] == kept and doc["rejected"][0]["path"].endswith("broken.mp3")
+    for row, scores in zip(doc["predictions"], expected.tolist()):
+        shown = {label["label"] for label in row["labels"]}
+        assert shown == {t for t, s in zip(tagger.labels, scores) if s >= tagger.threshold}
+        assert [label["score"] for label in row["labels"]] == sorted((label["score"] for label in row["labels"]), reverse=True)
+
+    single = LinearProbe(encoder.embedding_dim, ["a", "b", "c", "d"], multilabel=False)
+    save_checkpoint({"probe": single.to_state()}, tmp_path / "single.pt")
+    main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "single.pt"), str(folder / "a.wav"),
+          str(folder / "sub"), "--format", "csv", "--top", "2"])
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(r["path"].split("mixed/")[1], r["rank"]) for r in rows] == [("a.wav", "1"), ("a.wav", "2"), ("sub/b.flac", "1"), ("sub/b.flac", "2")]
+    assert float(rows[0]["score"]) >= float(rows[1]["score"])
+
+    small = LinearProbe(3, ["a", "b"], multilabel=False)
+    save_checkpoint({"probe": small.to_state()}, tmp_path / "small.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "small.pt"), str(folder)])
+    assert exit_info.value.code == 2 and "takes 3-dim embeddings" in capsys.readouterr().err
+
+
+def test_info_prints_the_card_of_an_encoder_and_of_a_probe_and_refuses_other_files(trained, tmp_path, capsys):
+    root, _, ckpt = trained
+    main(["info", str(ckpt)])
+    card = capsys.readouterr().out
+    assert "s3t-encoder" in card and "| backbone | tiny_test" in card and "| epochs | 2 of 2" in card
+    assert "| clips | 24 |" in card and "| hours of audio | 0.01 |" in card and "| torch |" in card  # recorded by s3t pretrain
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(root / "manifest.csv"), "--out", str(tmp_path / "m.json"),
+          "--save-probe", str(tmp_path / "p.pt"), "--epochs", "6", "--protocol", "paper"])
+    capsys.readouterr()
+    main(["info", str(tmp_path / "p.pt")])
+    card = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert "s3t-probe" in card and "| labels | 2: high, low |" in card and f"| test top1 | {metrics['top1']:.4f} |" in card
+    from s3t.checkpoint import save_checkpoint
+
+    save_checkpoint({"weights": [1, 2]}, tmp_path / "other.pt")  # a checkpoint, but of nothing s3t describes
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", str(tmp_path / "other.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(err) == 1 and "none of encoder, probe or embeddings" in err[0]

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from s3t.cqt import CQTConfig
-from s3t.embed import clip_views, embed_spectrograms
+from s3t.embed import clip_views, embed_spectrograms, embed_windows, window_bounds
 from s3t.model import Encoder, ModelConfig, standardize
 
 
@@ -83,3 +84,37 @@ def test_stage_pooling_on_a_backbone_without_stages_says_what_to_change():
         encoder.embedding_dim
     with pytest.raises(ValueError, match="embed_pooling 'final'"):
         encoder.embed(torch.randn(1, 84, encoder.frames))
+
+
+def test_window_bounds_tile_the_clip_with_whole_windows_at_exact_hops():
+    fps = 10.0  # frames per second: 1 frame = 0.1 s
+    assert window_bounds(95, fps, None, None) == [(0, 95)]
+    assert window_bounds(100, fps, 4.0, 2.0) == [(0, 40), (20, 60), (40, 80), (60, 100)]
+    # 10.5 s in 4 s windows: 2.5 s left after the last whole window (> half a hop): one more ends at the end;
+    # 9.5 s leaves 1.5 s (< half a hop), which no extra window covers.
+    assert window_bounds(105, fps, 4.0, None) == [(0, 40), (40, 80), (65, 105)]
+    assert window_bounds(95, fps, 4.0, None) == [(0, 40), (40, 80)]
+    assert window_bounds(30, fps, 4.0, 1.0) == [(0, 30)]  # shorter than one window: one row, the whole clip
+    starts = [a for a, _ in window_bounds(10_000, 43.066, 10.0, 5.0)]
+    assert all(abs(a / 43.066 - 5.0 * k) <= 0.5 / 43.066 for k, a in enumerate(starts))  # no drift
+
+
+def test_window_bounds_reject_settings_that_make_no_windows():
+    for window, hop in ((0.0, None), (4.0, -1.0), (0.01, None), (None, 2.0)):
+        with pytest.raises(ValueError):
+            window_bounds(100, 10.0, window, hop)
+
+
+def test_embed_windows_embeds_each_window_as_its_own_clip():
+    torch.manual_seed(0)
+    encoder = Encoder(ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32, cqt=CQTConfig()))
+    fps = encoder.config.cqt.frames_per_second
+    clips = [torch.randn(84, round(3 * fps)), torch.randn(84, round(1 * fps))]  # 3 s and 1 s
+    out = embed_windows(encoder, clips, window_s=1.0, hop_s=1.0)
+    assert out.clip == [0, 0, 0, 1] and out.embeddings.shape == (4, 8)
+    assert out.start_s[:3] == pytest.approx([0.0, 1.0, 2.0], abs=0.03) and out.end_s[2] == pytest.approx(3.0, abs=0.03)
+    second = round(fps)
+    alone = embed_spectrograms(encoder, [clips[0][:, second : 2 * second]])
+    assert torch.allclose(out.embeddings[1], alone[0], atol=1e-5)
+    whole = embed_windows(encoder, clips)
+    assert torch.allclose(whole.embeddings, embed_spectrograms(encoder, clips), atol=1e-6) and whole.clip == [0, 1]

@@ -82,6 +82,11 @@ def test_pipeline_runs_and_a_second_repro_does_nothing(reference):
             assert 0.0 <= result[method]["top1"] <= 1.0 and result[method]["n_test"] > 0
     assert "| Method |" in (reference / "reports" / "tables.md").read_text()
     assert (reference / "models" / "pretrained.pt").is_file()
+    card = (reference / "models" / "pretrained.md").read_text()
+    assert "| dataset | corpus |" in card and "| epochs | 3 of 3" in card and "| torch |" in card
+    assert _run([str(BIN / "s3t"), "info", "models/pretrained.pt"], reference).strip() == card.strip()
+    page = (reference / "reports" / "index.html").read_text()
+    assert 'id="fig-embedding-map-corpus"' in page and 'id="fig-confusion-corpus"' in page and "data-source" in page
     out = _run([str(BIN / "dvc"), "repro"], reference)
     assert "Running stage" not in out
     assert _run([str(BIN / "dvc"), "status"], reference).strip().endswith("Data and pipelines are up to date.")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from s3t.probe import LinearProbe, ProbeConfig, encode_targets, evaluate, label_fraction, train_probe
+from s3t.probe import LinearProbe, ProbeConfig, choose_threshold, encode_targets, evaluate, label_fraction, train_probe
 
 
 def _blobs(n_per_class: int, classes: int, dim: int, seed: int):
@@ -108,3 +108,38 @@ def test_knn_separates_blobs_and_chooses_k_on_valid():
     # Tagging: the mean of the neighbours' tag vectors.
     tags = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     assert torch.allclose(knn_scores(train, tags, torch.tensor([[1.0, 1.0]]), k=2, n_classes=2), torch.tensor([[1.0, 0.5]]))
+
+
+def test_choose_threshold_maximises_micro_f1_by_brute_force():
+    g = torch.Generator().manual_seed(3)
+    targets = (torch.rand(40, 5, generator=g) < 0.3).float()
+    scores = (0.6 * targets + 0.7 * torch.rand(40, 5, generator=g)).clamp(0, 1)
+    scores[0, 0] = scores[1, 1]  # a tie
+
+    def micro_f1(t):
+        predicted = scores >= t
+        tp = (predicted & (targets == 1)).sum().item()
+        return 2 * tp / (predicted.sum().item() + targets.sum().item())
+
+    chosen = choose_threshold(scores, targets)
+    assert chosen in scores.flatten().tolist()
+    assert micro_f1(chosen) == pytest.approx(max(micro_f1(t) for t in scores.flatten().tolist()))
+    assert choose_threshold(scores, torch.zeros(40, 5)) == 0.5
+
+
+def test_multilabel_probe_splits_store_the_validation_threshold_in_the_probe():
+    from s3t.probe import probe_splits
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=g)
+    tags = ["t0", "t1", "t2"]
+    rows = [tuple(t for t, on in zip(tags, r) if on) for r in (x[:, :3] > 0.5).tolist()]
+    splits = ["train"] * 80 + ["valid"] * 20 + ["test"] * 20
+    probe, result, _ = probe_splits(x, rows, splits, tags, True, config=ProbeConfig(epochs=20, lr=0.05))
+    with torch.no_grad():
+        expected = choose_threshold(probe.scores(x[80:100]), encode_targets(rows[80:100], tags, True))
+    assert result["threshold"] == probe.threshold == expected and 0 < expected < 1
+    back = LinearProbe.from_state(probe.to_state())
+    assert back.threshold == probe.threshold and back.multilabel
+    legacy = {k: v for k, v in probe.to_state().items() if k != "threshold"}  # a probe written before thresholds
+    assert LinearProbe.from_state(legacy).threshold is None
