@@ -59,6 +59,7 @@ __all__ = [
     "KINDS",
     "STALE_TMP_SECONDS",
     "CheckpointError",
+    "check_replaceable",
     "checkpoint_kind",
     "load_checkpoint",
     "save_checkpoint",
@@ -137,8 +138,11 @@ def _remove_stale_tmp(target: Path) -> None:
             candidate.unlink(missing_ok=True)
 
 
-def _check_replaceable(path: Path, kind: str | None) -> None:
-    """Refuse to replace anything at ``path`` but a checkpoint of the same kind."""
+def check_replaceable(path: str | os.PathLike, kind: str | None) -> None:
+    """Refuse (:class:`CheckpointError`) to replace anything at ``path`` but a checkpoint of the
+    same ``kind``; what :func:`save_checkpoint` checks first, for callers that want to fail
+    before hours of work rather than at the end."""
+    path = Path(path)
     if not path.exists():
         return  # nothing there, or a dangling link: replacing the link itself loses nothing
     if path.is_dir():
@@ -181,7 +185,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike, *, kind: str
             raise ValueError(f"a {kind} checkpoint needs the key(s) {', '.join(missing)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _check_replaceable(path, kind)
+    check_replaceable(path, kind)
     _remove_stale_tmp(path)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
