@@ -170,13 +170,13 @@ def _check_header(path: pathlib.Path, rate: int, channels: int, seconds: float |
     """Refuse a header that cannot describe usable music, before anything is decoded."""
     if not MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE:
         raise AudioError(
-            path, f"header claims a sample rate of {rate} Hz, outside {MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz (corrupt header)"
+            path, f"impossible header (a sample rate of {rate} Hz, outside {MIN_SOURCE_RATE}..{MAX_SOURCE_RATE} Hz)"
         )
     if not 1 <= channels <= MAX_CHANNELS:
-        raise AudioError(path, f"header claims {channels} channels, outside 1..{MAX_CHANNELS} (corrupt header)")
+        raise AudioError(path, f"impossible header ({channels} channels, outside 1..{MAX_CHANNELS})")
     if seconds is not None and seconds > max_seconds:
         raise AudioError(
-            path, f"header claims {seconds:.0f} s of audio, more than max_seconds={max_seconds:.0f} (corrupt or too long)"
+            path, f"too long (the header claims {seconds:.0f} s, more than max_seconds={max_seconds:.0f})"
         )
 
 
@@ -184,7 +184,7 @@ def _check_complete(path: pathlib.Path, present: int, promised: int | None, rate
     """Refuse a file holding under MIN_COMPLETE of the frames its header promises."""
     if promised and present < MIN_COMPLETE * promised:
         raise AudioError(
-            path, f"truncated: {present / rate:.2f} s present of the {promised / rate:.2f} s its header promises"
+            path, f"truncated ({present / rate:.2f} s present of the {promised / rate:.2f} s its header promises)"
         )
 
 
@@ -201,7 +201,7 @@ class _MonoBuffer:
         """Append a ``(frames, channels)`` float32 block, mixed to mono."""
         self.frames += block.shape[0]
         if self.frames > self.limit:
-            raise AudioError(self.path, f"longer than max_seconds={self.max_seconds:.0f} s")
+            raise AudioError(self.path, f"too long (more than max_seconds={self.max_seconds:.0f} s of samples)")
         self.blocks.append(block.mean(axis=1, dtype=np.float32))
 
     def samples(self) -> np.ndarray:
@@ -224,7 +224,7 @@ def _decode_soundfile(path: pathlib.Path, size: int, max_seconds: float) -> tupl
         promised = max(frames, wav_frames or 0)
         _check_header(path, rate, channels, promised / rate if rate else None, max_seconds)
         if sound.format == "OGG" and not _ogg_ends_cleanly(path, size):
-            raise AudioError(path, "truncated: the Ogg stream has no end-of-stream page")
+            raise AudioError(path, "truncated (the Ogg stream has no end-of-stream page)")
         mono = _MonoBuffer(path, rate, max_seconds)
         try:
             while True:
@@ -266,7 +266,7 @@ def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float) -> tuple[np.
             seconds = None
         _check_header(path, int(rate), stream.layout.nb_channels, seconds, max_seconds)
         if "ogg" in container.format.name.split(",") and not _ogg_ends_cleanly(path, size):
-            raise AudioError(path, "truncated: the Ogg stream has no end-of-stream page")
+            raise AudioError(path, "truncated (the Ogg stream has no end-of-stream page)")
         # Convert every frame to planar float32 at the native rate and layout; resampling
         # happens later with scipy so that both decoder paths resample identically.
         converter = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
@@ -278,7 +278,10 @@ def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float) -> tuple[np.
             for converted in converter.resample(None):
                 mono.add(converted.to_ndarray().T)
         except av.error.FFmpegError as err:
-            raise AudioError(path, f"decoding failed after {mono.frames / rate:.2f} s ({err})") from err
+            promise = f" of the {seconds:.2f} s its header promises" if seconds else ""
+            raise AudioError(
+                path, f"corrupt or truncated (decoding failed after {mono.frames / rate:.2f} s{promise}: {err})"
+            ) from err
     if mono.frames == 0:
         raise AudioError(path, "empty (0 samples)")
     _check_complete(path, mono.frames, round(seconds * rate) if seconds else None, int(rate))

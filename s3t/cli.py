@@ -62,8 +62,9 @@ def _report_rejected(rejected: list[Rejected]) -> None:
 
 
 def _none_readable(rejected: list[Rejected]) -> CLIError:
-    first = f" (e.g. {rejected[0].path}: {rejected[0].reason})" if rejected else ""
-    return CLIError(f"none of the {len(rejected)} audio files could be read{first}; nothing was written")
+    """The error for a run left without a single clip; it names the first file and its reason."""
+    first = f" ({rejected[0].path}: {rejected[0].reason}{', ...' if len(rejected) > 1 else ''})" if rejected else ""
+    return CLIError(f"none of the {len(rejected)} audio file(s) could be read{first}; nothing was written")
 
 
 def _int_at_least(text: str, low: int) -> int:
@@ -254,7 +255,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     clips, kept, rejected = _featurize(args.files, encoder.config.cqt, device, 0, "featurize")
     _report_rejected(rejected)
     if not clips:
-        raise CLIError("none of the files could be read")
+        raise _none_readable(rejected)
     emb = embed_spectrograms(encoder, clips, device=device)
     with torch.no_grad():
         scores = probe.scores(emb)

@@ -215,7 +215,7 @@ def test_wav_claiming_1_hz_is_refused_before_allocating(tmp_path):
     _wav_with_rate(path, 1, seconds=2.5)  # 40 KB: 20,000 s at 1 Hz, 441 M samples after resampling
     assert path.stat().st_size == pytest.approx(40_000, rel=0.01)
     reason = _reason(path)
-    assert reason.startswith("header claims a sample rate of 1 Hz")
+    assert reason == "impossible header (a sample rate of 1 Hz, outside 4000..384000 Hz)"
     _wav_with_rate(path, 22050, seconds=2.5)  # the same samples under a true rate are kept
     assert load_audio(path).shape == (20000,)
 
@@ -234,11 +234,11 @@ def _flac_claiming(path, total_samples: int) -> None:
 def test_header_promising_hours_is_refused_before_decoding(tmp_path):
     path = tmp_path / "long.flac"
     _flac_claiming(path, 2**35)  # 18 days at 22.05 kHz
-    assert _reason(path).startswith("header claims 1558")
+    assert _reason(path).startswith("too long (the header claims 1558")
     assert "more than max_seconds=3600" in _reason(path)
     _flac_claiming(path, SAMPLE_RATE)
     assert load_audio(path, max_seconds=1.5).shape == (SAMPLE_RATE,)
-    assert _reason(path, max_seconds=0.5).startswith("header claims 1 s")
+    assert _reason(path, max_seconds=0.5).startswith("too long (the header claims 1 s")
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ def test_file_cut_in_half_is_refused_and_a_whole_one_kept(tmp_path, suffix, writ
     cut.write_bytes(data[: len(data) // 2])
     assert abs(load_audio(whole).size - 2 * SAMPLE_RATE) < 0.05 * SAMPLE_RATE
     reason = _reason(cut)
-    assert reason.startswith(("truncated", "decoding failed", "not decodable")), reason
+    assert reason.startswith(("truncated", "corrupt or truncated", "not decodable")), reason
 
 
 def test_wav_missing_its_last_bytes_is_kept_with_what_it_has(tmp_path):
@@ -271,4 +271,4 @@ def test_header_claiming_absurd_channels_is_refused(tmp_path):
     data[32:34] = struct.pack("<H", 2000)  # block align
     path.write_bytes(bytes(data))
     reason = _reason(path)
-    assert "1000 channels" in reason or reason.startswith("not decodable"), reason
+    assert reason == "impossible header (1000 channels, outside 1..64)" or reason.startswith("not decodable"), reason
