@@ -130,6 +130,7 @@ def _check_json_replaceable(path: str, flag: str) -> None:
 def _write_skipped(out: str, rejected: list[Rejected]) -> Path:
     """``<out>.skipped.csv``: path,reason of every file left out (header only when none)."""
     path = Path(out).with_name(Path(out).name + ".skipped.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
