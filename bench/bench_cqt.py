@@ -9,7 +9,7 @@ log-magnitude, librosa complex values; the extra log/abs is negligible next to t
 transform. GPU timings use clips already on the device (transfer excluded) and synchronise
 before stopping the clock.
 
-    python bench/bench_cqt.py [--clips 8] [--seconds 30] [--repeats 7]
+    python bench/bench_cqt.py [--clips 8] [--seconds 30] [--repeats 7] [--threads N]
 """
 
 from __future__ import annotations
@@ -84,7 +84,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     import librosa
     import nnAudio

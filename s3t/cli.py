@@ -2,7 +2,14 @@
 
 This is where side effects live (files, devices, seeding, progress bars); every
 computation is a call into the library. Bad input exits with status 2 and one line
-saying what is wrong.
+saying what is wrong, never a traceback: bad arguments (``--top -1``), unreadable
+manifests, checkpoints of the wrong kind, and audio of which nothing usable remains.
+
+Outputs never destroy inputs or finished work: an output path that names an input, an
+existing ``pretrain --out`` without ``--resume``, or a file that is not a checkpoint of the
+kind being written is refused before any work starts. Files that cannot be decoded are
+skipped and listed: on stderr (embed, probe, predict; predict then exits 1), in the
+embeddings file (``rejected``), and for ``pretrain`` in ``<out>.skipped.csv`` (path, reason).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -22,15 +30,15 @@ import torch
 from tqdm.auto import tqdm
 
 from s3t.audio import find_audio_files
-from s3t.checkpoint import load_checkpoint, save_checkpoint
+from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_replaceable, load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
-from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, window_bounds
+from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, load_embeddings, window_bounds
 from s3t.export import EmbeddingTable, companion, output_format, read_part, read_table, write_part, write_table
 from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card, software_versions
-from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, probe_splits
+from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, load_probe, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
 class CLIError(ValueError):
@@ -58,6 +66,85 @@ def _report_rejected(rejected: list[Rejected]) -> None:
         print(f"s3t: skipped {r.path}: {r.reason}", file=sys.stderr)
 
 
+def _none_readable(rejected: list[Rejected]) -> CLIError:
+    """The error for a run left without a single clip; it names the first file and its reason."""
+    first = f" ({rejected[0].path}: {rejected[0].reason}{', ...' if len(rejected) > 1 else ''})" if rejected else ""
+    return CLIError(f"none of the {len(rejected)} audio file(s) could be read{first}; nothing was written")
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (argparse prints the usage block before them)."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_outputs(args: argparse.Namespace, outputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, output paths that name an input or a file that must not be replaced.
+
+    ``outputs`` maps each output option to the checkpoint kind it writes, or None for a JSON file.
+    """
+    inputs = {name: getattr(args, name, None) for name in ("checkpoint", "manifest", "embeddings", "probe")}
+    for option, kind in outputs.items():
+        out = getattr(args, option, None)
+        if out is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        for name, given in inputs.items():
+            if given and _same_file(out, given):
+                raise CLIError(f"{flag} {out} is also the --{name} input; write the output to another path")
+        if kind is not None:
+            check_replaceable(out, kind)
+        elif os.path.lexists(out):
+            _check_json_replaceable(out, flag)
+
+
+def _check_json_replaceable(path: str, flag: str) -> None:
+    """A metrics file is only ever replaced by another: refuse anything that does not parse as JSON."""
+    try:
+        json.loads(Path(path).read_bytes()[: 64 << 20])
+    except (ValueError, IsADirectoryError):
+        raise CLIError(f"{flag} {path} exists and is not a JSON metrics file; refusing to replace it") from None
+
+
+def _write_skipped(out: str, rejected: list[Rejected]) -> Path:
+    """``<out>.skipped.csv``: path,reason of every file left out (header only when none)."""
+    path = Path(out).with_name(Path(out).name + ".skipped.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "reason"])
+        writer.writerows([r.path, r.reason] for r in rejected)
+    os.replace(tmp, path)
+    return path
+
+
 def cmd_pretrain(args: argparse.Namespace) -> None:
     model_fields: dict[str, Any] = {}
     train_fields: dict[str, Any] = {}
@@ -74,13 +161,21 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         model = replace(model, cqt=replace(model.cqt, time_compression=args.time_compression))
     config = PretrainConfig(**train_fields)
 
+    if os.path.lexists(args.out) and not args.resume:
+        raise CLIError(
+            f"--out {args.out} exists; pass --resume to continue that run, or give another --out (it is never replaced)"
+        )
+    check_replaceable(args.out, KIND_ENCODER)
     paths = [str(p) for root in args.audio for p in find_audio_files(root)]
     if not paths:
         raise CLIError(f"no audio files found under {', '.join(args.audio)}")
     device = _device(args.device)
     clips, _, rejected = _featurize(paths, model.cqt, device, args.workers, "featurize")
-    _report_rejected(rejected)
-    print(f"s3t: {len(clips)} clips for pre-training ({len(rejected)} skipped)", file=sys.stderr)
+    listed = _write_skipped(args.out, rejected)
+    print(f"s3t: {len(clips)} clips for pre-training, {len(rejected)} skipped (listed with reasons in {listed})",
+          file=sys.stderr)
+    if not clips:
+        raise _none_readable(rejected)
 
     steps = config.epochs * (len(clips) // config.batch_size)
     with tqdm(total=steps, desc="pretrain", unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
@@ -106,6 +201,8 @@ def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Reject
     encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
     clips, kept, rejected = _featurize([r.path for r in rows], encoder.config.cqt, device, args.workers, "featurize")
     _report_rejected(rejected)
+    if not clips:
+        raise _none_readable(rejected)
     by_path = {r.path: r for r in rows}
     with _progress(len(clips), "embed") as bar:
         emb = embed_spectrograms(
@@ -226,8 +323,12 @@ def cmd_embed(args: argparse.Namespace) -> None:
         return
     if args.window is not None or args.hop is not None:
         raise CLIError("--window and --hop apply to --audio; a manifest's clips are embedded whole")
+    _check_outputs(args, {"out": KIND_EMBEDDINGS})
     embeddings, rejected = _embed_manifest(args)
-    save_checkpoint({"embeddings": embeddings.to_state(), "rejected": [[r.path, r.reason] for r in rejected]}, args.out)
+    save_checkpoint(
+        {"embeddings": embeddings.to_state(), "rejected": [[r.path, r.reason] for r in rejected]}, args.out,
+        kind=KIND_EMBEDDINGS,
+    )
     print(f"s3t: wrote {args.out}: {tuple(embeddings.embeddings.shape)} embeddings, {len(rejected)} skipped")
 
 
@@ -235,9 +336,9 @@ def cmd_probe(args: argparse.Namespace) -> None:
     if args.embeddings and args.group_column:
         # The embeddings file carries no groups; silently skipping the check would suggest it passed.
         raise CLIError("--group-column checks a manifest; use it with --checkpoint and --manifest, not --embeddings")
+    _check_outputs(args, {"out": None, "save_probe": KIND_PROBE})
     if args.embeddings:
-        state = load_checkpoint(args.embeddings)
-        embeddings, rejected = EmbeddingSet.from_state(state["embeddings"]), state["rejected"]
+        embeddings, rejected = load_embeddings(args.embeddings)
     elif args.checkpoint and args.manifest:
         embeddings, skipped = _embed_manifest(args)
         rejected = [[r.path, r.reason] for r in skipped]
@@ -252,7 +353,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     if args.save_probe:
-        save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": result}, args.save_probe)
+        save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": result}, args.save_probe, kind=KIND_PROBE)
     shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k != "fraction"}
     shown.update({f"knn_{k}": round(v, 4) for k, v in result["knn"]["test"].items()}, knn_k=result["knn"]["k"])
     if "selection" in result:
@@ -279,14 +380,9 @@ def _predictions(probe: LinearProbe, scores: torch.Tensor, top: int, threshold: 
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    if args.top < 1:
-        raise CLIError(f"--top must be >= 1, got {args.top}")
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint)
-    probe = LinearProbe.from_state(load_checkpoint(args.probe)["probe"]).eval()
-    if probe.linear.in_features != encoder.embedding_dim:
-        raise CLIError(f"{args.probe} takes {probe.linear.in_features}-dim embeddings but {args.checkpoint} gives "
-                       f"{encoder.embedding_dim}; use the probe trained on this checkpoint's embeddings")
+    probe = load_probe(args.probe, in_features=encoder.embedding_dim)
     threshold = args.threshold if args.threshold is not None else probe.threshold
     if probe.multilabel and threshold is None:
         threshold = 0.5
@@ -297,7 +393,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     clips, kept, rejected = _featurize(paths, encoder.config.cqt, device, 0, "featurize")
     _report_rejected(rejected)
     if not clips:
-        raise CLIError("none of the files could be read")
+        raise _none_readable(rejected)
     emb = embed_spectrograms(encoder, clips, device=device)
     with torch.no_grad():
         scores = probe.scores(emb)
@@ -338,12 +434,12 @@ def cmd_corpus(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s3t", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="s3t", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
-        p.add_argument("--workers", type=int, default=0, help="decoding worker processes (0: in-process)")
+        p.add_argument("--workers", type=_non_negative_int, default=0, help="decoding worker processes (0: in-process)")
         p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser(
@@ -353,13 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint path to write")
     p.add_argument("--backbone", help="a registered backbone (default swin_t; swin_cpu for CPUs)")
     p.add_argument("--preprocessor", choices=("time_folding", "frequency_tiling"))
-    p.add_argument("--time-compression", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--K", type=int, help="queue size (keep it below the number of clips)")
+    p.add_argument("--time-compression", type=_positive_int)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--K", type=_positive_int, help="queue size (keep it below the number of clips)")
     p.add_argument("--m", type=float, help="key-encoder momentum")
     p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-epochs", type=int)
+    p.add_argument("--warmup-epochs", type=_non_negative_int)
     p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     common(p)
@@ -374,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def encode_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--random-init", action="store_true", help="use a randomly initialised encoder (baseline)")
-        p.add_argument("--segments", type=int, default=None, help="segments per clip, mean-pooled (default: the checkpoint's setting)")
+        p.add_argument("--segments", type=_positive_int, default=None, help="segments per clip, mean-pooled (default: the checkpoint's setting)")
         common(p)
 
     p = sub.add_parser(
@@ -393,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, metavar="S",
                    help="with --audio: one vector per window of S seconds instead of one per file")
     p.add_argument("--hop", type=float, metavar="S", help="with --window: seconds between window starts (default: S of --window)")
-    p.add_argument("--batch-size", type=int, default=32, help="clips or windows per forward pass")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="clips or windows per forward pass")
     encode_args(p)
     p.set_defaults(func=cmd_embed)
 
@@ -405,8 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of training labels (stratified)")
     p.add_argument("--save-probe", help="write the trained probe here (for `s3t predict`)")
-    p.add_argument("--epochs", type=int, default=ProbeConfig.epochs)
-    p.add_argument("--batch-size", type=int, default=ProbeConfig.batch_size)
+    p.add_argument("--epochs", type=_positive_int, default=ProbeConfig.epochs)
+    p.add_argument("--batch-size", type=_positive_int, default=ProbeConfig.batch_size)
     p.add_argument("--lr", type=float, default=ProbeConfig.lr, help="learning rate of the paper protocol")
     p.add_argument(
         "--protocol", choices=("grid", "paper"), default="grid",
@@ -423,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", required=True, help="pre-trained checkpoint the probe's embeddings came from (models/pretrained.pt)")
     p.add_argument("--probe", required=True, help="probe written by `s3t probe --save-probe` or the pipeline (models/probes/...)")
-    p.add_argument("--top", type=int, default=3, help="single-label probes: how many labels to show per file (default 3)")
+    p.add_argument("--top", type=_positive_int, default=3, help="single-label probes: how many labels to show per file (default 3)")
     p.add_argument("--threshold", type=float,
                    help="multi-label probes: show tags scoring at least this (default: the probe's validation threshold)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
@@ -442,9 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("corpus", help="generate the bundled multi-genre music corpus")
     p.add_argument("--out", required=True)
-    p.add_argument("--clips-per-genre", type=int, default=40)
+    p.add_argument("--clips-per-genre", type=_positive_int, default=40)
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_corpus)
     return parser

@@ -43,7 +43,7 @@ import json
 import math
 import os
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from s3t.checkpoint import KIND_EMBEDDINGS, CheckpointError, load_checkpoint
 from s3t.model import Encoder, standardize
 
 
@@ -178,6 +179,20 @@ class EmbeddingSet:
     @classmethod
     def from_state(cls, state: dict) -> "EmbeddingSet":
         return cls(**{**state, "labels": [tuple(labels) for labels in state["labels"]]})
+
+
+def load_embeddings(path) -> tuple[EmbeddingSet, list[list[str]]]:
+    """The embeddings of a ``s3t-embeddings`` checkpoint and its rejected files ([path, reason] pairs).
+
+    Raises:
+        CheckpointError: not an embeddings checkpoint, or a damaged one.
+    """
+    state = load_checkpoint(path, kind=KIND_EMBEDDINGS)
+    try:
+        embeddings = EmbeddingSet.from_state(state["embeddings"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is a damaged embeddings checkpoint ({type(err).__name__}: {err})") from None
+    return embeddings, list(state.get("rejected", []))
 
 
 def embed_labeled(

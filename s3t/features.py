@@ -3,7 +3,10 @@
 Decoding (the slow, CPU-bound part) runs in worker processes; the CQT runs in the
 calling process on the CQT module's device, a batch of clips at a time. A file that
 cannot be used is never dropped silently: it comes back with the reason from
-:class:`s3t.audio.AudioError`.
+:class:`s3t.audio.AudioError` (the refusal policy, and why a hostile header cannot make a
+decode allocate more than the samples really present, is in :mod:`s3t.audio`); a decoder
+library failing in a way load_audio does not recognise costs that file only, with the
+exception named in the reason.
 
 This module holds the pieces shared by the in-memory path (:func:`featurize_files`, used by
 the CLI on small inputs) and the sharded path for whole corpora (:mod:`s3t.shards`):

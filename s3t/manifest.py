@@ -19,7 +19,22 @@ score measure memorisation rather than generalisation, and nothing in the clips 
 reveals it, so the loader refuses such a manifest.
 
 Rows are checked when read: a bad row raises :class:`ManifestError` naming the line, so a
-broken manifest is reported rather than silently trimmed.
+broken manifest is reported rather than silently trimmed. What :func:`read_manifest` refuses
+(one line each, naming the line or the clip):
+
+- a missing required column, a repeated required column, a row with another number of
+  fields than the header, an unknown split, a padded or empty label inside ``a|b``;
+- the same clip (the same file, after resolving links) listed twice: in two splits it would
+  be both trained on and tested on, a label leak no score reveals, so the message names the
+  clip and both splits; twice in one split it would be embedded and counted twice;
+- an empty label in a single-label manifest (no row has several labels): it would silently
+  turn the task into tagging (ROC-AUC instead of top-1 accuracy). Empty labels are accepted
+  only where some row has several labels, i.e. in a tagging manifest;
+- a manifest where no row has a label, and, with a group column, a group in two splits.
+
+Nothing is skipped: a manifest is accepted whole or refused. Rows whose audio cannot be
+read are the decoder's business (:mod:`s3t.audio`): the featurizer skips them and lists them
+with their reasons.
 """
 
 from __future__ import annotations
@@ -81,7 +96,8 @@ def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -
     Raises:
         ManifestError: the file is missing, a required or the group column is absent, a row
             has another number of fields than the header or a bad value (the message names
-            the line), or a group is in two splits.
+            the line), a clip is listed twice, a label is empty in a single-label manifest,
+            no row has a label, or a group is in two splits (see the module docstring).
     """
     if group_column is not None and not group_column.strip():
         raise ManifestError(f"group_column must name a manifest column, got {group_column!r}")
@@ -90,6 +106,7 @@ def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -
         raise ManifestError(f"manifest {path} does not exist")
     root = path.resolve().parent
     rows: list[ManifestRow] = []
+    lines: list[int] = []  # the line of each row, for messages
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -117,19 +134,65 @@ def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -
                 )
             labels = tuple(label.split(LABEL_SEPARATOR)) if label else ()
             try:
-                row = ManifestRow(
-                    path=str((root / rel).resolve()) if rel else "", labels=labels, split=split, group=group
-                )
+                row = ManifestRow(path=_absolute(root / rel) if rel else "", labels=labels, split=split, group=group)
             except ManifestError as err:
                 raise ManifestError(f"{path}:{line_no}: {err}") from None
             rows.append(row)
+            lines.append(line_no)
     if not rows:
         raise ManifestError(f"{path} has a header but no rows")
+    _check_each_clip_once(path, rows, lines)
+    _check_labels(path, rows, lines)
     if group_column is not None:
         leaks = _groups_in_several_splits(rows)
         if leaks:
             raise ManifestError(f"{path}: {_leak_message(leaks, group_column)}")
     return rows
+
+
+def _absolute(path: Path) -> str:
+    """``path`` with links resolved, so two names of one file compare equal; a path whose links
+    cannot be resolved (a symlink loop) is kept absolute as written, for the decoder to report."""
+    try:
+        return str(path.resolve())
+    except (RuntimeError, OSError):
+        # Python < 3.13 raises RuntimeError on a symlink loop.
+        return os.path.abspath(path)
+
+
+def _check_each_clip_once(path: Path, rows: Sequence[ManifestRow], lines: Sequence[int]) -> None:
+    """Refuse a clip listed twice: in two splits (a label leak) or twice in one split."""
+    first: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        j = first.setdefault(row.path, i)
+        if j == i:
+            continue
+        earlier = rows[j]
+        if earlier.split != row.split:
+            raise ManifestError(
+                f"{path}: clip {row.path} is in {earlier.split} (line {lines[j]}) and in {row.split} (line {lines[i]}); "
+                f"a clip in two splits leaks its label into the score: keep it in one split"
+            )
+        raise ManifestError(
+            f"{path}: clip {row.path} is listed twice in {row.split} (lines {lines[j]} and {lines[i]}); "
+            f"it would be embedded and counted twice: remove one row"
+        )
+
+
+def _check_labels(path: Path, rows: Sequence[ManifestRow], lines: Sequence[int]) -> None:
+    """Refuse a manifest with no label at all, or an empty label in a single-label manifest."""
+    if not any(row.labels for row in rows):
+        raise ManifestError(f"{path}: no row has a label; fill the label column")
+    if any(len(row.labels) > 1 for row in rows):
+        return  # tagging: an empty label is a clip with none of the tags
+    empty = [i for i, row in enumerate(rows) if not row.labels]
+    if empty:
+        more = f" (and {len(empty) - 1} more rows)" if len(empty) > 1 else ""
+        raise ManifestError(
+            f"{path}:{lines[empty[0]]}: empty label{more} in a single-label manifest (every other row has one "
+            f"label); give the row its label or remove it (an empty label is allowed only in a tagging manifest, "
+            f"where rows have several labels joined with {LABEL_SEPARATOR!r})"
+        )
 
 
 def _column_positions(path: Path, names: list[str], group_column: str | None) -> dict[str, int]:
@@ -226,7 +289,7 @@ def write_manifest(
         for i, row in enumerate(rows):
             file_path = Path(row.path)
             try:
-                stored = file_path.resolve().relative_to(root).as_posix() if file_path.is_absolute() else row.path
+                stored = Path(_absolute(file_path)).relative_to(root).as_posix() if file_path.is_absolute() else row.path
             except ValueError:
                 stored = str(file_path)
             record = [stored, LABEL_SEPARATOR.join(row.labels), row.split]

@@ -29,8 +29,9 @@ class CardError(ValueError):
 
 
 def infer_kind(state: dict[str, Any]) -> tuple[str, bool]:
-    """(kind, inferred): the file's own ``kind`` field, else the kind its keys show."""
-    if "kind" in state:
+    """(kind, inferred): the file's own ``kind`` field, else the kind its keys show (files
+    written before kinds existed, or of no kind, store none or None)."""
+    if state.get("kind") is not None:
         return str(state["kind"]), False
     if "encoder" in state and "config" in state:
         return "s3t-encoder", True

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s3t.checkpoint import KIND_PROBE, CheckpointError, load_checkpoint
 from s3t.metrics import tagging_metrics, top_k_accuracy
 from s3t.schedule import cosine_with_warmup
 
@@ -93,6 +94,11 @@ class LinearProbe(nn.Module):
         return {"labels": self.labels, "multilabel": self.multilabel, "threshold": self.threshold,
                 "state_dict": self.state_dict()}
 
+    @property
+    def in_features(self) -> int:
+        """Size D of the embeddings the probe takes."""
+        return self.linear.in_features
+
     @classmethod
     def from_state(cls, state: dict) -> "LinearProbe":
         weight = state["state_dict"]["linear.weight"]
@@ -100,6 +106,31 @@ class LinearProbe(nn.Module):
         probe.load_state_dict(state["state_dict"])
         probe.threshold = state.get("threshold")  # absent from probes written before thresholds existed
         return probe
+
+
+def load_probe(path, *, in_features: int | None = None) -> LinearProbe:
+    """The probe of a ``s3t-probe`` checkpoint, in eval mode.
+
+    Args:
+        path: the checkpoint.
+        in_features: the embedding size D of the encoder the probe will be used with; None
+            skips that check.
+
+    Raises:
+        CheckpointError: not a probe checkpoint, a damaged one, or one taking embeddings of
+            another size than ``in_features`` (a probe trained on another encoder's embeddings).
+    """
+    state = load_checkpoint(path, kind=KIND_PROBE)
+    try:
+        probe = LinearProbe.from_state(state["probe"])
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as err:
+        raise CheckpointError(f"{path} is a damaged probe checkpoint ({type(err).__name__}: {err})") from None
+    if in_features is not None and probe.in_features != in_features:
+        raise CheckpointError(
+            f"{path} takes {probe.in_features}-dimensional embeddings but the encoder gives {in_features}; "
+            f"use the probe trained on this encoder's embeddings"
+        )
+    return probe.eval()
 
 
 def encode_targets(label_rows: Sequence[Sequence[str]], labels: Sequence[str], multilabel: bool) -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from s3t.augment import MusicAugment
-from s3t.checkpoint import load_checkpoint, save_checkpoint
+from s3t.checkpoint import KIND_ENCODER, CheckpointError, load_checkpoint, save_checkpoint
 from s3t.model import Encoder, ModelConfig, clip_moments, pad_batch
 from s3t.moco import MoCo, info_nce
 from s3t.schedule import cosine_with_warmup
@@ -146,7 +146,7 @@ def pretrain(
     start_epoch, step, history = 0, 0, []
     checkpoint_path = Path(checkpoint_path)
     if resume and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=device)
+        state = load_checkpoint(checkpoint_path, map_location=device, kind=KIND_ENCODER)
         if state["config"] != resolved:
             raise ResumeError(f"{checkpoint_path} was written with another configuration; resume with the same one")
         moco.load_state_dict(state["moco"])
@@ -222,23 +222,57 @@ def pretrain(
                     "config": resolved,
                 },
                 checkpoint_path,
+                kind=KIND_ENCODER,
             )
         if on_epoch is not None:
             on_epoch(row)
     return history
 
 
+def _weights_mismatch(expected: dict[str, torch.Tensor], stored: object) -> str:
+    """One line saying how ``stored`` differs from a module's state dict; "" when it fits.
+
+    load_state_dict would say it too, over one line per tensor; this names the counts and one example.
+    """
+    if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
+        return "the encoder entry is not a dict of tensors"
+    missing = sorted(expected.keys() - stored.keys())
+    unexpected = sorted(stored.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & stored.keys() if expected[k].shape != stored[k].shape)
+    if not (missing or unexpected or reshaped):
+        return ""
+    example = (
+        f"{reshaped[0]} is {tuple(stored[reshaped[0]].shape)}, the model needs {tuple(expected[reshaped[0]].shape)}"
+        if reshaped else f"e.g. {(missing or unexpected)[0]!r}"
+    )
+    return f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape; {example}"
+
+
 def load_encoder(checkpoint_path: str | Path, *, random_init: bool = False, seed: int = 0) -> Encoder:
     """The frozen pre-trained encoder of a checkpoint, or the same architecture freshly
-    initialised with ``seed`` (the paper's Random-Init baseline) when ``random_init``."""
-    state = load_checkpoint(checkpoint_path)
-    model = ModelConfig.from_dict(state["config"]["model"])
-    if random_init:
+    initialised with ``seed`` (the paper's Random-Init baseline) when ``random_init``.
+
+    Raises:
+        CheckpointError: the file is not an encoder checkpoint (see :func:`s3t.checkpoint.load_checkpoint`),
+            names an architecture this s3t cannot build, or holds weights that do not fit it.
+    """
+    state = load_checkpoint(checkpoint_path, kind=KIND_ENCODER)
+    try:
+        model = ModelConfig.from_dict(state["config"]["model"])
+        # Seeded for the Random-Init baseline; otherwise the weights are replaced below anyway.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = Encoder(model)
-    else:
-        encoder = Encoder(model)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{checkpoint_path} describes a model this s3t cannot build ({type(err).__name__}: {err})"
+        ) from None
+    if not random_init:
+        mismatch = _weights_mismatch(encoder.backbone.state_dict(), state["encoder"])
+        if mismatch:
+            raise CheckpointError(
+                f"{checkpoint_path}: its weights do not fit the {model.backbone} architecture it names ({mismatch})"
+            )
         encoder.backbone.load_state_dict(state["encoder"])
     encoder.requires_grad_(False)
     return encoder.eval()

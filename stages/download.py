@@ -18,7 +18,7 @@ from s3t.audio import find_audio_files
 from s3t.corpus import GENRES, generate_corpus
 from s3t.datasets import write_dataset_manifest
 from s3t.datasets.debian import DebError
-from s3t.datasets.download import DownloadError, UnsafeArchiveError, fetch_dataset
+from s3t.datasets.download import ArchiveError, DownloadError, fetch_dataset
 from s3t.datasets.soundtracks import fetch_soundtracks, make_clips, soundtracks_available
 
 
@@ -35,7 +35,7 @@ def main(dataset: str) -> None:
             fetched = fetch_soundtracks(root)
             log.info("tracks: %s", fetched)
             log.info("clips: %s", make_clips(root, clip_seconds=section["clip_seconds"], workers=section["workers"]))
-        except (DownloadError, DebError, UnsafeArchiveError) as err:
+        except (DownloadError, DebError, ArchiveError) as err:
             sys.exit(f"download@soundtracks: {err}")
     elif dataset == "unlabeled":
         if not root.is_dir() or not find_audio_files(root):

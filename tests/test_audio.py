@@ -4,6 +4,7 @@ and every kind of unusable file being reported with its cause."""
 from __future__ import annotations
 
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -88,11 +89,11 @@ def test_pyav_decodes_when_soundfile_fails(tmp_path, monkeypatch):
     sf.write(mp3, y, 44100, format="MP3")
     calls = []
 
-    def failing_read(*args, **kwargs):
+    def failing_open(*args, **kwargs):
         calls.append(args[0])
         raise sf.LibsndfileError(1, prefix="forced failure: ")
 
-    monkeypatch.setattr(sf, "read", failing_read)
+    monkeypatch.setattr(sf, "SoundFile", failing_open)
     out_wav = load_audio(wav)
     out_mp3 = load_audio(mp3)
     assert calls == [str(wav), str(mp3)]
@@ -175,13 +176,99 @@ def test_find_audio_files_recurses_sorts_and_ignores_case(tmp_path):
     for rel in ["b/2.FLAC", "a/1.wav", "a/deep/3.Mp3", "a/readme.txt", "c.ogg", "notes.md"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    (tmp_path / "dir.wav").mkdir()
     found = find_audio_files(tmp_path)
     expected = ["a/1.wav", "a/deep/3.Mp3", "b/2.FLAC", "c.ogg"]
     assert found == [tmp_path / rel for rel in expected]
     assert all(p.suffix.lower() in AUDIO_EXTENSIONS for p in found)
 
 
+def test_find_audio_files_keeps_what_looks_like_audio_so_load_audio_names_it(tmp_path):
+    sf.write(tmp_path / "good.wav", tone(440.0, seconds=0.1), SAMPLE_RATE)
+    (tmp_path / "folder.wav").mkdir()
+    (tmp_path / "loop.wav").symlink_to("loop.wav")
+    (tmp_path / "gone.flac").symlink_to("nothing-here.flac")
+    (tmp_path / "loopdir").symlink_to(tmp_path, target_is_directory=True)  # not followed: no endless search
+    found = find_audio_files(tmp_path)
+    assert [p.name for p in found] == ["folder.wav", "gone.flac", "good.wav", "loop.wav"]
+    assert _reason(tmp_path / "folder.wav") == "a folder, not an audio file"
+    assert _reason(tmp_path / "loop.wav").startswith("symlink loop")
+    assert _reason(tmp_path / "gone.flac").startswith("broken link")
+
+
 def test_find_audio_files_rejects_missing_root(tmp_path):
     with pytest.raises(FileNotFoundError):
         find_audio_files(tmp_path / "missing")
+
+
+def _wav_with_rate(path, claimed_rate: int, seconds: float = 1.0) -> None:
+    """A 16-bit mono WAV written at 8 kHz whose fmt chunk then claims ``claimed_rate`` Hz."""
+    sf.write(path, tone(440.0, seconds=seconds, sample_rate=8000), 8000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"RIFF" and data[12:16] == b"fmt "
+    data[24:28] = struct.pack("<I", claimed_rate)  # sample rate
+    data[28:32] = struct.pack("<I", claimed_rate * 2)  # byte rate
+    path.write_bytes(bytes(data))
+
+
+def test_wav_claiming_1_hz_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "one_hz.wav"
+    _wav_with_rate(path, 1, seconds=2.5)  # 40 KB: 20,000 s at 1 Hz, 441 M samples after resampling
+    assert path.stat().st_size == pytest.approx(40_000, rel=0.01)
+    reason = _reason(path)
+    assert reason == "impossible header (a sample rate of 1 Hz, outside 4000..384000 Hz)"
+    _wav_with_rate(path, 22050, seconds=2.5)  # the same samples under a true rate are kept
+    assert load_audio(path).shape == (20000,)
+
+
+def _flac_claiming(path, total_samples: int) -> None:
+    """A 1 s FLAC at 22.05 kHz whose STREAMINFO then claims ``total_samples`` frames."""
+    sf.write(path, tone(440.0, seconds=1.0), SAMPLE_RATE)
+    data = bytearray(path.read_bytes())
+    # fLaC, block header (4 bytes), STREAMINFO: total samples are the low 36 bits of bytes 18..26.
+    field = int.from_bytes(data[8 + 10 : 8 + 18], "big")
+    field = (field & ~((1 << 36) - 1)) | total_samples
+    data[8 + 10 : 8 + 18] = field.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_header_promising_hours_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "long.flac"
+    _flac_claiming(path, 2**35)  # 18 days at 22.05 kHz
+    assert _reason(path).startswith("too long (the header claims 1558")
+    assert "more than max_seconds=3600" in _reason(path)
+    _flac_claiming(path, SAMPLE_RATE)
+    assert load_audio(path, max_seconds=1.5).shape == (SAMPLE_RATE,)
+    assert _reason(path, max_seconds=0.5).startswith("too long (the header claims 1 s")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "write_kwargs"),
+    [(".wav", {"subtype": "PCM_16"}), (".flac", {}), (".ogg", {"subtype": "VORBIS"}), (".mp3", {"format": "MP3"})],
+)
+def test_file_cut_in_half_is_refused_and_a_whole_one_kept(tmp_path, suffix, write_kwargs):
+    whole, cut = tmp_path / f"whole{suffix}", tmp_path / f"cut{suffix}"
+    sf.write(whole, tone(440.0, seconds=2.0, sample_rate=44100), 44100, **write_kwargs)
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert abs(load_audio(whole).size - 2 * SAMPLE_RATE) < 0.05 * SAMPLE_RATE
+    reason = _reason(cut)
+    assert reason.startswith(("truncated", "corrupt or truncated", "not decodable")), reason
+
+
+def test_wav_missing_its_last_bytes_is_kept_with_what_it_has(tmp_path):
+    path = tmp_path / "nearly.wav"
+    sf.write(path, tone(440.0, seconds=1.0), SAMPLE_RATE, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 2000])  # 1000 of 22,050 frames missing: 4.5 % < 10 %
+    assert load_audio(path).shape == (SAMPLE_RATE - 1000,)
+
+
+def test_header_claiming_absurd_channels_is_refused(tmp_path):
+    path = tmp_path / "many.wav"
+    sf.write(path, tone(440.0, seconds=0.5), SAMPLE_RATE, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[22:24] = struct.pack("<H", 1000)  # channels
+    data[32:34] = struct.pack("<H", 2000)  # block align
+    path.write_bytes(bytes(data))
+    reason = _reason(path)
+    assert reason == "impossible header (1000 channels, outside 1..64)" or reason.startswith("not decodable"), reason

@@ -9,9 +9,13 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from s3t.checkpoint import KIND_ENCODER, KIND_PROBE, load_checkpoint, save_checkpoint
 from s3t.cli import main
+from s3t.embed import load_embeddings
 from s3t.manifest import ManifestRow, write_manifest
+from s3t.probe import LinearProbe
 
 SR = 22050
 
@@ -38,8 +42,15 @@ def _write_two_class_corpus(root, per_class=12):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     manifest = _write_two_class_corpus(root)
+    # What a careless corpus holds besides music: a cut file, a symlink loop, a folder named like audio.
+    junk = root / "junk"
+    junk.mkdir()
+    (junk / "folder.wav").mkdir()
+    (junk / "loop.wav").symlink_to("loop.wav")
+    whole = (root / "audio" / "low" / "low00.wav").read_bytes()
+    (junk / "cut.wav").write_bytes(whole[: len(whole) // 2])
     ckpt = root / "model.pt"
-    main(["pretrain", "--audio", str(root / "audio"), "--out", str(ckpt), "--backbone", "tiny_test",
+    main(["pretrain", "--audio", str(root / "audio"), "--audio", str(junk), "--out", str(ckpt), "--backbone", "tiny_test",
           "--preprocessor", "frequency_tiling", "--epochs", "2", "--batch-size", "8", "--K", "16",
           "--warmup-epochs", "1"])
     return root, manifest, ckpt
@@ -80,13 +91,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
 
 def test_bad_audio_in_manifest_is_reported_not_dropped(trained, tmp_path, capsys):
     root, manifest, ckpt = trained
-    broken = root / "audio" / "low" / "broken.wav"
+    broken = tmp_path / "broken.wav"
     broken.write_bytes(b"")
-    rows = [ManifestRow(str(broken), ("low",), "train")]
+    rows = [ManifestRow(str(broken), ("low",), "train"), ManifestRow(str(root / "audio/low/low00.wav"), ("low",), "test")]
     write_manifest(rows, tmp_path / "bad.csv")
     main(["embed", "--checkpoint", str(ckpt), "--manifest", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "e.pt")])
-    assert "broken.wav" in capsys.readouterr().err
-    broken.unlink()
+    assert "broken.wav: zero bytes" in capsys.readouterr().err
+    embeddings, rejected = load_embeddings(tmp_path / "e.pt")
+    assert embeddings.embeddings.shape[0] == 1 and rejected == [[str(broken), "zero bytes"]]
 
 
 def test_console_script_help():
@@ -247,7 +259,7 @@ def test_predict_reads_folders_and_writes_json_and_csv_with_top_labels_or_tags_a
     save_checkpoint({"probe": small.to_state()}, tmp_path / "small.pt")
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "small.pt"), str(folder)])
-    assert exit_info.value.code == 2 and "takes 3-dim embeddings" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "takes 3-dimensional embeddings" in capsys.readouterr().err
 
 
 def test_info_prints_the_card_of_an_encoder_and_of_a_probe_and_refuses_other_files(trained, tmp_path, capsys):
@@ -270,3 +282,117 @@ def test_info_prints_the_card_of_an_encoder_and_of_a_probe_and_refuses_other_fil
         main(["info", str(tmp_path / "other.pt")])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(err) == 1 and "none of encoder, probe or embeddings" in err[0]
+
+
+def _fails(capsys, args: list[str], code: int = 2) -> str:
+    """Run the CLI expecting exit ``code``, no traceback, and the reason as one line ending stderr
+    (after any progress bars and skipped-file lines); return that line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert [line for line in lines if " error: " in line] == lines[-1:] and lines[-1].startswith("s3t"), lines
+    return lines[-1]
+
+
+def test_pretrain_lists_skipped_files_with_reasons_next_to_the_checkpoint(trained):
+    root, _, ckpt = trained
+    skipped = ckpt.with_name("model.pt.skipped.csv")
+    rows = {r["path"]: r["reason"] for r in csv.DictReader(skipped.open())}
+    junk = root / "junk"
+    assert rows[str(junk / "folder.wav")] == "a folder, not an audio file"
+    assert rows[str(junk / "loop.wav")].startswith("symlink loop")
+    assert rows[str(junk / "cut.wav")].startswith("truncated (0.75 s present of the 1.50 s")
+    assert len(rows) == 3
+
+
+def test_pretrain_never_replaces_a_finished_model_without_resume(trained, capsys):
+    root, _, ckpt = trained
+    before = ckpt.read_bytes()
+    err = _fails(capsys, ["pretrain", "--audio", str(root / "audio"), "--out", str(ckpt), "--backbone", "tiny_test",
+                          "--epochs", "1", "--batch-size", "8", "--K", "16", "--warmup-epochs", "0"])
+    assert f"--out {ckpt} exists; pass --resume" in err
+    assert ckpt.read_bytes() == before
+
+
+def test_outputs_never_replace_inputs_or_other_kinds(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    before = ckpt.read_bytes()
+    err = _fails(capsys, ["embed", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(ckpt)])
+    assert "is also the --checkpoint input" in err
+    other = tmp_path / "other_model.pt"
+    other.write_bytes(before)
+    err = _fails(capsys, ["embed", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(other)])
+    assert "refusing to replace" in err and "(s3t-encoder)" in err
+    err = _fails(capsys, ["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(other)])
+    assert "is not a JSON metrics file" in err
+    assert ckpt.read_bytes() == before and other.read_bytes() == before
+
+
+def test_checkpoints_of_the_wrong_kind_exit_2_naming_what_was_found(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    wav = str(root / "audio" / "low" / "low00.wav")
+    probe = tmp_path / "probe.pt"
+    save_checkpoint({"probe": LinearProbe(8, ["high", "low"], False).to_state()}, probe, kind=KIND_PROBE)
+    main(["embed", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(tmp_path / "e.pt")])
+    emb = tmp_path / "e.pt"
+    err = _fails(capsys, ["predict", "--checkpoint", str(probe), "--probe", str(probe), wav])
+    assert "(s3t-probe), but a pre-trained model" in err and "(s3t-encoder) is expected" in err
+    err = _fails(capsys, ["predict", "--checkpoint", str(ckpt), "--probe", str(ckpt), wav])
+    assert "(s3t-encoder), but a linear probe" in err
+    assert "(s3t-embeddings), but" in _fails(capsys, ["predict", "--checkpoint", str(emb), "--probe", str(probe), wav])
+    assert "(s3t-embeddings), but" in _fails(capsys, ["predict", "--checkpoint", str(ckpt), "--probe", str(emb), wav])
+    err = _fails(capsys, ["probe", "--embeddings", str(ckpt), "--out", str(tmp_path / "m.json")])
+    assert "(s3t-encoder), but embeddings" in err
+
+    wide = tmp_path / "wide_probe.pt"
+    save_checkpoint({"probe": LinearProbe(16, ["high", "low"], False).to_state()}, wide, kind=KIND_PROBE)
+    err = _fails(capsys, ["predict", "--checkpoint", str(ckpt), "--probe", str(wide), wav])
+    assert "takes 16-dimensional embeddings but the encoder gives 8" in err
+
+    state = load_checkpoint(ckpt)
+    state["encoder"]["conv.weight"] = state["encoder"]["conv.weight"][:, :, :3, :3].clone()
+    reshaped = tmp_path / "reshaped.pt"
+    save_checkpoint(state, reshaped, kind=KIND_ENCODER)
+    err = _fails(capsys, ["predict", "--checkpoint", str(reshaped), "--probe", str(probe), wav])
+    assert "do not fit the tiny_test architecture" in err and "conv.weight is (8, 1, 3, 3)" in err
+    state["config"]["model"]["backbone"] = "no_such_net"
+    unknown = tmp_path / "unknown.pt"
+    save_checkpoint(state, unknown, kind=KIND_ENCODER)
+    assert "cannot build" in _fails(capsys, ["predict", "--checkpoint", str(unknown), "--probe", str(probe), wav])
+
+
+def test_pickle_payload_is_refused_in_one_line(trained, tmp_path, capsys):
+    root, manifest, _ = trained
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "s3t-checkpoint-v1", "encoder": Payload(), "config": {}}, evil)
+    err = _fails(capsys, ["embed", "--checkpoint", str(evil), "--manifest", str(manifest), "--out", str(tmp_path / "e.pt")])
+    assert "pickle payload" in err and "weights_only" not in err
+    assert not (tmp_path / "e.pt").exists()
+
+
+def test_bad_arguments_exit_2_with_one_line(trained, capsys):
+    root, _, ckpt = trained
+    for top in ("-1", "0", "many"):
+        err = _fails(capsys, ["predict", "--checkpoint", str(ckpt), "--probe", "p.pt", "--top", top, "x.wav"])
+        assert err.startswith("s3t predict: error: argument --top: must be an integer >= 1")
+
+
+def test_manifest_whose_clips_are_all_unreadable_exits_2_and_writes_nothing(trained, tmp_path, capsys):
+    _, _, ckpt = trained
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "text.wav").write_text("not audio\n" * 10)
+    (tmp_path / "m.csv").write_text("path,label,split\nempty.wav,a,train\ntext.wav,b,test\n")
+    out = tmp_path / "e.pt"
+    err = _fails(capsys, ["embed", "--checkpoint", str(ckpt), "--manifest", str(tmp_path / "m.csv"), "--out", str(out)])
+    assert err.startswith(f"s3t: error: none of the 2 audio file(s) could be read ({tmp_path / 'empty.wav'}: zero bytes, ...)")
+    assert err.endswith("nothing was written")
+    assert not out.exists()

@@ -25,6 +25,7 @@ import pytest
 from s3t.datasets import PUBLISHED_COUNTS, fma_manifest, gtzan_manifest, mtat_manifest, split_counts
 from s3t.datasets import download
 from s3t.datasets.download import (
+    ArchiveError,
     ChecksumError,
     DownloadError,
     RemoteFile,
@@ -274,6 +275,54 @@ def test_safe_archives_extract_with_links_kept_inside(tmp_path):
         safe_extract(tmp_path / "archive.rar", tmp_path / "rdest")
 
 
+def test_more_members_than_the_default_limit_are_refused_naming_the_archive(tmp_path):
+    archive = tmp_path / "many.tar"
+    with tarfile.open(archive, "w") as tar:
+        for i in range(download.MAX_MEMBERS + 1):
+            tar.addfile(tar_member(f"f/{i}.txt"), io.BytesIO(b""))
+    dest = tmp_path / "dest"
+    with pytest.raises(UnsafeArchiveError, match=f"many.tar: {download.MAX_MEMBERS + 1} members, more than max_members"):
+        safe_extract(archive, dest)
+    assert not dest.exists()
+    assert (safe_extract(archive, dest, max_members=download.MAX_MEMBERS + 1) / "f" / "0.txt").exists()
+
+
+def test_archive_unpacking_to_too_many_bytes_is_refused_before_writing(tmp_path):
+    bomb = make_tar(tmp_path / "bomb.tar.gz", [(tar_member("zeros.wav"), bytes(4 << 20))])  # 4 MB -> ~4 KB
+    with pytest.raises(UnsafeArchiveError, match=r"bomb.tar.gz: unpacks to 4194304 bytes, \d+ times"):
+        safe_extract(bomb, tmp_path / "dest")
+    with pytest.raises(UnsafeArchiveError, match="more than max_total_bytes=1000"):
+        safe_extract(bomb, tmp_path / "dest", max_total_bytes=1000, max_ratio=1e6)
+    zipped = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(zipped, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.wav", bytes(4 << 20))
+    with pytest.raises(UnsafeArchiveError, match="times its own"):
+        safe_extract(zipped, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("name", ["cut.tar.gz", "cut.tar", "cut.zip"])
+def test_truncated_archive_raises_the_library_error_naming_the_file(tmp_path, name):
+    rng = np.random.default_rng(0)
+    payload = {f"genres/{i}.wav": rng.bytes(20_000) for i in range(4)}
+    whole = tmp_path / ("whole" + name[3:])
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(whole, "w") as zf:
+            for member, data in payload.items():
+                zf.writestr(member, data)
+    else:
+        with tarfile.open(whole, "w:gz" if name.endswith(".gz") else "w") as tar:
+            for member, data in payload.items():
+                info = tar_member(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    data = whole.read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArchiveError, match=f"{name}: unreadable or truncated archive") as info:
+        safe_extract(tmp_path / name, tmp_path / "dest")
+    assert "\n" not in str(info.value)
+
+
 # --- fetch_dataset -------------------------------------------------------------------------
 
 
@@ -372,7 +421,7 @@ def test_interrupted_extraction_leaves_no_half_dataset(server, monkeypatch, tmp_
     serve_gtzan(server, monkeypatch, gtzan_archive)
     real_extract = download.safe_extract
 
-    def extract_then_fail(archive, dest):
+    def extract_then_fail(archive, dest, **limits):
         (Path(dest) / "genres" / "blues").mkdir(parents=True)
         (Path(dest) / "genres" / "blues" / "blues.00000.wav").write_bytes(b"half")
         raise OSError("disk full")

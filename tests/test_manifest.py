@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from s3t.manifest import ManifestError, ManifestRow, read_manifest, write_manifest
+from s3t.manifest import ManifestError, ManifestRow, is_multilabel, read_manifest, write_manifest
 
 
 def write_csv(path, text: str, encoding: str = "utf-8"):
@@ -31,9 +31,9 @@ def test_extra_columns_are_ignored_and_rows_match_a_plain_manifest(tmp_path):
 
 
 def test_required_columns_in_another_order(tmp_path):
-    rows = read_manifest(write_csv(tmp_path / "m.csv", "split,label,path\nvalid,rock,x/a.wav\ntest,,x/b.wav\n"))
+    rows = read_manifest(write_csv(tmp_path / "m.csv", "split,label,path\nvalid,rock|pop,x/a.wav\ntest,,x/b.wav\n"))
     assert [(r.path, r.labels, r.split) for r in rows] == [
-        (str((tmp_path / "x" / "a.wav").resolve()), ("rock",), "valid"),
+        (str((tmp_path / "x" / "a.wav").resolve()), ("rock", "pop"), "valid"),
         (str((tmp_path / "x" / "b.wav").resolve()), (), "test"),
     ]
 
@@ -150,3 +150,52 @@ def test_row_values_are_still_checked_with_their_line(tmp_path):
     path = write_csv(tmp_path / "m.csv", "label,path,split\nrock,a.wav,train\nrock,b.wav,holdout\n")
     with pytest.raises(ManifestError, match=r"m\.csv:3: split 'holdout'"):
         read_manifest(path)
+
+
+def _refusal(tmp_path, text: str) -> str:
+    path = tmp_path / "m.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_clip_in_train_and_test_is_refused_naming_clip_and_both_splits(tmp_path):
+    message = _refusal(tmp_path, "path,label,split\na.wav,x,train\nb.wav,y,train\na.wav,x,test\n")
+    assert f"clip {tmp_path / 'a.wav'} is in train (line 2) and in test (line 4)" in message
+
+
+def test_same_clip_under_two_names_is_one_clip(tmp_path):
+    (tmp_path / "real.wav").write_bytes(b"x")
+    (tmp_path / "alias.wav").symlink_to("real.wav")
+    message = _refusal(tmp_path, "path,label,split\nreal.wav,x,train\nalias.wav,x,test\n")
+    assert "real.wav is in train (line 2) and in test (line 3)" in message
+
+
+def test_duplicated_row_is_refused_naming_both_lines(tmp_path):
+    message = _refusal(tmp_path, "path,label,split\na.wav,x,train\nb.wav,y,valid\na.wav,x,train\n")
+    assert "listed twice in train (lines 2 and 4)" in message
+
+
+def test_empty_label_in_a_single_label_manifest_is_refused_naming_the_row(tmp_path):
+    message = _refusal(tmp_path, "path,label,split\na.wav,x,train\nb.wav,,train\nc.wav,y,test\n")
+    assert message.startswith(f"{tmp_path / 'm.csv'}:3: empty label in a single-label manifest")
+
+
+def test_empty_label_in_a_tagging_manifest_is_a_clip_without_tags(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("path,label,split\na.wav,x|y,train\nb.wav,,train\nc.wav,y,test\n")
+    rows = read_manifest(path)
+    assert [r.labels for r in rows] == [("x", "y"), (), ("y",)] and is_multilabel(rows)
+
+
+def test_manifest_without_any_label_is_refused(tmp_path):
+    assert "no row has a label" in _refusal(tmp_path, "path,label,split\na.wav,,train\nb.wav,,test\n")
+
+
+def test_symlink_loop_in_a_manifest_is_kept_for_the_decoder_to_report(tmp_path):
+    (tmp_path / "loop.wav").symlink_to("loop.wav")
+    path = tmp_path / "m.csv"
+    path.write_text("path,label,split\nloop.wav,x,train\n")
+    assert [r.path for r in read_manifest(path)] == [str(tmp_path / "loop.wav")]

@@ -60,7 +60,7 @@ BAD = {  # clip id -> (file name, expected reason prefix)
     "silent": ("silent.wav", "silent"),
     "nan": ("nan.wav", "non-finite samples"),
     "short": ("short.wav", "too short"),
-    "folder": ("folder.wav", "not a regular file"),
+    "folder": ("folder.wav", "a folder, not an audio file"),
     "missing": ("missing.wav", "file not found"),
 }
 PEAK_BIN = {110.0: 21, 440.0: 45, 880.0: 57}
@@ -131,7 +131,7 @@ def test_every_input_is_stored_or_rejected_with_its_reason(corpus, baseline):
     assert summary["inputs"] == len(corpus) == summary["clips"] + summary["rejected"]
     assert summary["clips"] == len(GOOD) and summary["rejected"] == len(BAD)
     assert summary["rejected_by_reason"] == {
-        "file not found": 1, "non-finite samples": 1, "not a regular file": 1, "not decodable as audio": 2,
+        "file not found": 1, "non-finite samples": 1, "a folder, not an audio file": 1, "not decodable as audio": 2,
         "silent": 1, "too short": 1, "zero bytes": 1,
     }
     assert summary["frames"] == sum(int(r["frames"]) for r in index)

@@ -256,10 +256,12 @@ def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
     check = [sys.executable, str(tmp_path / "stages" / "download.py"), "--check", "soundtracks"]
-    done = subprocess.run(check, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=120)
+    # Only PATH matters to the check; PYTHONPATH is kept so the stage imports the s3t under test.
+    kept = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
+    done = subprocess.run(check, env={"PATH": str(empty), **kept}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr
     assert "no apt-get" in done.stdout and str(tmp_path / "data" / "raw" / "soundtracks" / "downloads") in done.stdout
     (empty / "apt-get").write_text("#!/bin/sh\nexit 0\n")
     (empty / "apt-get").chmod(0o755)
-    done = subprocess.run(check, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(check, env={"PATH": str(empty), **kept}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "apt-get can fetch 5 package(s)" in done.stdout

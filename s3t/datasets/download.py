@@ -19,7 +19,14 @@ Guarantees, and why:
   (holding the checksums) is written last, after the dataset's own loader has found every
   file it needs. A second :func:`fetch_dataset` with the marker present does nothing.
 - Safe extraction: :func:`safe_extract` refuses absolute paths, ``..`` components, links
-  that leave the destination and device files, naming the member.
+  that leave the destination and device files, naming the member; and archives that would
+  unpack to more than ``max_total_bytes`` (default :data:`MAX_TOTAL_BYTES`, 16 GiB), more
+  than ``max_members`` members (default :data:`MAX_MEMBERS`, 10,000; MTAT's 25,863 clips get
+  their own limit) or more than ``max_ratio`` (default :data:`MAX_RATIO`, 100) times the
+  archive's size (a 10 GB sparse member in a 10 KB tar, a zip bomb), naming the archive. All
+  of this is checked from the members' headers before anything is written. An archive that
+  cannot be read to its end (truncated, corrupt) raises :class:`ArchiveError` naming the
+  file, never ``tarfile``'s or ``zipfile``'s own error.
 
 Layouts after fetching (what the loaders in :mod:`s3t.datasets` read)::
 
@@ -30,8 +37,10 @@ Layouts after fetching (what the loaders in :mod:`s3t.datasets` read)::
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
+import lzma
 import json
 import os
 import posixpath
@@ -40,10 +49,11 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable
-from urllib.error import HTTPError, URLError
+from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
 from s3t.datasets import DATASET_NAMES, DatasetError
@@ -66,8 +76,25 @@ class ChecksumError(DownloadError):
     """A file's digest differs from the published one."""
 
 
-class UnsafeArchiveError(ValueError):
-    """An archive member would be written outside the destination or is not a plain file/folder/link."""
+MAX_TOTAL_BYTES = 16 * 2**30
+"""Default most bytes :func:`safe_extract` unpacks from one archive (FMA-small: 7.7 GB)."""
+
+MAX_MEMBERS = 10_000
+"""Default most members :func:`safe_extract` unpacks from one archive (FMA-small: 8,156)."""
+
+MAX_RATIO = 100.0
+"""Default most unpacked bytes per archive byte; audio barely compresses (WAV in gzip: ~1.1)."""
+
+_MTAT_MAX_MEMBERS = 30_000  # 25,863 clips in 16 folders
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be extracted: unreadable, truncated, over a limit, or unsafe."""
+
+
+class UnsafeArchiveError(ArchiveError):
+    """An archive member would be written outside the destination or is not a plain file/folder/link,
+    or the archive would unpack to more members or bytes than allowed."""
 
 
 def _check_algo(algo: str) -> None:
@@ -112,6 +139,7 @@ class Install:
     sources: tuple[str, ...]
     unpack: bool = True
     archive_root: str = ""
+    max_members: int = MAX_MEMBERS
 
     def __post_init__(self) -> None:
         if not self.target or Path(self.target).name != self.target:
@@ -200,7 +228,7 @@ REGISTRY: dict[str, DatasetSource] = {
         ),
         installs=(
             Install("annotations_final.csv", ("annotations_final.csv",), unpack=False),
-            Install("mp3", ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")),
+            Install("mp3", ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003"), max_members=_MTAT_MAX_MEMBERS),
         ),
         verify=_verify_mtat,
     ),
@@ -341,9 +369,38 @@ def _under_link(name: str, links: set[str], archive: Path) -> None:
             raise UnsafeArchiveError(f"{archive}: member {name!r} lies inside the link member {str(parent)!r}")
 
 
-def _check_tar(tar: tarfile.TarFile, archive: Path) -> None:
+def _check_limits(archive: Path, members: int, total: int, max_members: int, max_total_bytes: int, max_ratio: float) -> None:
+    """Refuse an archive unpacking to more members or bytes than allowed, or far more bytes than its size."""
+    if members > max_members:
+        raise UnsafeArchiveError(
+            f"{archive}: {members} members, more than max_members={max_members}; nothing was written"
+        )
+    if total > max_total_bytes:
+        raise UnsafeArchiveError(
+            f"{archive}: unpacks to {total} bytes, more than max_total_bytes={max_total_bytes}; nothing was written"
+        )
+    size = archive.stat().st_size if archive.is_file() else 0
+    if size and total > max_ratio * size:
+        raise UnsafeArchiveError(
+            f"{archive}: unpacks to {total} bytes, {total / size:.0f} times its own {size} bytes (more than "
+            f"max_ratio={max_ratio:g}: an archive bomb or sparse files); nothing was written"
+        )
+
+
+def _check_tar(
+    tar: tarfile.TarFile,
+    archive: Path,
+    *,
+    max_members: int | None = None,
+    max_total_bytes: int | None = None,
+    max_ratio: float | None = None,
+) -> None:
     links: set[str] = set()
-    for member in tar.getmembers():
+    members = tar.getmembers()
+    if max_members is not None:
+        total = sum(m.size for m in members if m.isfile())
+        _check_limits(archive, len(members), total, max_members, max_total_bytes, max_ratio)
+    for member in members:
         name = member.name
         _check_member_name(name, archive)
         _under_link(name, links, archive)
@@ -367,8 +424,12 @@ def _check_tar(tar: tarfile.TarFile, archive: Path) -> None:
             raise UnsafeArchiveError(f"{archive}: member {name!r} has an unsupported type {member.type!r}")
 
 
-def _check_zip(archive_zip: zipfile.ZipFile, archive: Path) -> None:
-    for info in archive_zip.infolist():
+def _check_zip(
+    archive_zip: zipfile.ZipFile, archive: Path, *, max_members: int, max_total_bytes: int, max_ratio: float
+) -> None:
+    infos = archive_zip.infolist()
+    _check_limits(archive, len(infos), sum(i.file_size for i in infos), max_members, max_total_bytes, max_ratio)
+    for info in infos:
         _check_member_name(info.filename, archive)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
@@ -384,35 +445,68 @@ def _check_zip(archive_zip: zipfile.ZipFile, archive: Path) -> None:
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 
 
-def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+"""What tarfile, zipfile and their decompressors raise for an archive cut short or corrupt."""
+
+
+def safe_extract(
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+    max_members: int = MAX_MEMBERS,
+    max_ratio: float = MAX_RATIO,
+) -> Path:
     """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest`` after checking every member.
 
-    All members are checked before anything is written, so a rejected archive leaves
-    ``dest`` untouched. Tar extraction additionally runs with ``tarfile``'s ``"data"`` filter.
+    All members and the limits are checked before anything is written, so a rejected
+    archive leaves ``dest`` untouched. Tar extraction additionally runs with ``tarfile``'s
+    ``"data"`` filter.
+
+    Args:
+        archive: the archive file.
+        dest: folder to extract into; created.
+        max_total_bytes: most bytes the regular members may hold together.
+        max_members: most members (files, folders, links).
+        max_ratio: most bytes unpacked per byte of the archive file.
 
     Raises:
         UnsafeArchiveError: a member has an absolute path or a ``..`` component, is a link
             pointing outside ``dest`` (or inside another link member), a zip symlink, or a
-            device/FIFO; the message names the member.
-        ValueError: the file name does not end in ``.zip`` or a tar suffix.
+            device/FIFO (the message names the member); or a limit is exceeded.
+        ArchiveError: the archive is truncated or corrupt (the message names the file); a
+            zip whose data is corrupt past its directory can fail part-way, after writing.
+        ValueError: the file name does not end in ``.zip`` or a tar suffix, or a limit is not positive.
     """
     archive, dest = Path(archive), Path(dest)
+    if min(max_total_bytes, max_members, max_ratio) <= 0:
+        raise ValueError(
+            f"max_total_bytes, max_members and max_ratio must be > 0, got {max_total_bytes}, {max_members}, {max_ratio}"
+        )
+    limits = {"max_members": max_members, "max_total_bytes": max_total_bytes, "max_ratio": max_ratio}
     lowered = archive.name.lower()
-    if lowered.endswith(".zip"):
-        with zipfile.ZipFile(archive) as archive_zip:
-            _check_zip(archive_zip, archive)
-            dest.mkdir(parents=True, exist_ok=True)
-            archive_zip.extractall(dest)
-    elif lowered.endswith(TAR_SUFFIXES):
-        with tarfile.open(archive, "r:*") as tar:
-            _check_tar(tar, archive)
-            dest.mkdir(parents=True, exist_ok=True)
-            try:
-                tar.extractall(dest, filter="data")
-            except tarfile.FilterError as err:
-                raise UnsafeArchiveError(f"{archive}: {err}") from err
-    else:
-        raise ValueError(f"{archive}: cannot tell the archive type; the name must end in .zip or one of {TAR_SUFFIXES}")
+    try:
+        if lowered.endswith(".zip"):
+            with zipfile.ZipFile(archive) as archive_zip:
+                _check_zip(archive_zip, archive, **limits)
+                dest.mkdir(parents=True, exist_ok=True)
+                archive_zip.extractall(dest)
+        elif lowered.endswith(TAR_SUFFIXES):
+            with tarfile.open(archive, "r:*") as tar:
+                _check_tar(tar, archive, **limits)
+                dest.mkdir(parents=True, exist_ok=True)
+                try:
+                    tar.extractall(dest, filter="data")
+                except tarfile.FilterError as err:
+                    raise UnsafeArchiveError(f"{archive}: {err}") from err
+        else:
+            raise ValueError(
+                f"{archive}: cannot tell the archive type; the name must end in .zip or one of {TAR_SUFFIXES}"
+            )
+    except _READ_ERRORS as err:
+        raise ArchiveError(
+            f"{archive}: unreadable or truncated archive ({type(err).__name__}: {err}); delete it and fetch it again"
+        ) from None
     return dest
 
 
@@ -485,7 +579,7 @@ def _install(install: Install, files: list[Path], root: Path) -> None:
             return
         archive = files[0] if len(files) == 1 else _concatenate(files, staging / Path(files[0].name).stem)
         tree = staging / "tree"
-        safe_extract(archive, tree)
+        safe_extract(archive, tree, max_members=install.max_members)
         extracted = tree / install.archive_root if install.archive_root else tree
         if not extracted.is_dir():
             raise DownloadError(
