@@ -54,7 +54,11 @@ import torch
 from scipy.signal import get_window
 from torch import Tensor, nn
 
-__all__ = ["CQT", "CQTConfig", "Octave", "compress_time", "multirate_cqt", "num_frames", "octave_plan"]
+__all__ = ["CQT", "CQTConfig", "IMPLEMENTATION", "Octave", "compress_time", "multirate_cqt", "num_frames", "octave_plan"]
+
+IMPLEMENTATION = "multirate-fft64-1"
+"""Names the transform's arithmetic; changed whenever its numbers change (not only its settings),
+so a feature store made by another implementation is recognised as stale (``s3t.shards``'s plan)."""
 
 
 @dataclasses.dataclass(frozen=True)

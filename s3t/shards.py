@@ -9,7 +9,7 @@ compressed log-CQT to a shard; :class:`FeatureStore` reads the result as a
 
 Layout of ``out_dir``::
 
-    plan.json                       the settings and a digest of the input list
+    plan.json                       the settings, the CQT implementation and a digest of the input list
     shards/shard-00000.npy          float16 array (frames, n_bins): the shard's clips one
                                     after the other along axis 0
     shards/shard-00000.rejects.csv  files of this shard that were rejected, with the reason
@@ -83,6 +83,7 @@ import torch
 
 from s3t.audio import find_audio_files
 from s3t.cqt import CQT, CQTConfig
+from s3t.cqt import IMPLEMENTATION as CQT_IMPLEMENTATION
 from s3t.features import Decoded, cqt_batch, decode_files
 from s3t.manifest import LABEL_SEPARATOR, ManifestRow
 
@@ -406,6 +407,7 @@ def prepare_shards(
     _check_plan(out, {
         "format": _PLAN_FORMAT,
         "cqt": dataclasses.asdict(cqt_config),
+        "cqt_implementation": CQT_IMPLEMENTATION,
         "clips_per_shard": clips_per_shard,
         "min_seconds": float(min_seconds),
         "sources": sum(len(j.sources) for j in jobs),

@@ -1,8 +1,9 @@
 """Stage pretrain: MoCo v2 pre-training on the features of `pretrain.dataset` -> models/pretrained.pt
 (with the data it saw and the software versions) and its model card models/pretrained.md (`s3t info`).
 
-The in-progress checkpoint lives in work/pretrain/<hash of the resolved config>/, so a killed
-run resumes where it stopped (same config) and a changed config starts afresh.
+The in-progress checkpoint lives in work/pretrain/<hash of the resolved config and of the code>/,
+so a killed run resumes where it stopped (same config, same code) and a changed config or a change
+to the library or this stage starts afresh (a finished run of older code is never reused).
 
 Several devices (DDP). With `pretrain.devices` > 1 the stage relaunches itself under torchrun
 on this machine, one process per device: NCCL with one GPU each when CUDA is available (the
@@ -22,10 +23,11 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from _common import FEATURES, MODELS, REPORTS, UNLABELED, WORK, device, logger, params
+from _common import FEATURES, MODELS, REPORTS, ROOT, UNLABELED, WORK, device, logger, params
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
@@ -95,7 +97,10 @@ def main() -> None:
     parts = [part for part in parts if len(part)] or parts[:1]
     clips = ConcatDataset(parts) if len(parts) > 1 else parts[0]
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
-    key = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode())
+    for source in sorted([*(ROOT / "s3t").glob("*.py"), Path(__file__), ROOT / "stages" / "_common.py"]):
+        digest.update(source.read_bytes())
+    key = digest.hexdigest()[:16]
     work = WORK / "pretrain" / key
     if rank == 0:
         log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)
