@@ -19,13 +19,19 @@ utilisation (MFU) divides achieved FLOP/s by a stated peak: on CUDA the dense bf
 the detected GPU (H100 SXM: 989 TFLOP/s, H200: 989 TFLOP/s; other GPUs: pass --peak-tflops);
 on CPU no peak is assumed unless --peak-tflops is given.
 
+With ``--max-batch N`` the run then doubles the batch (from twice ``--batch-size``) while it
+fits, up to N: a batch that raises CUDA out-of-memory ends the search, and the largest that
+ran is reported with its samples/s and MFU (the S3T step alone, without the references).
+
     python bench/bench_pretrain.py --backbone swin_cpu --batch-size 32
     python bench/bench_pretrain.py --backbone swin_t --batch-size 128 --device cuda --compile
+    python bench/bench_pretrain.py --backbone swin_t --batch-size 128 --device cuda --max-batch 2048
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -52,38 +58,29 @@ def machine(device: torch.device) -> str:
     return f"{platform.platform()} | CPU {cpu} | torch threads {torch.get_num_threads()} | GPU {gpu} | torch {torch.__version__}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="swin_cpu")
-    parser.add_argument("--preprocessor", default="time_folding")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--clip-frames", type=int, default=1292, help="frames per clip (30 s at hop 512)")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=None)
-    args = parser.parse_args()
-    device = torch.device(args.device)
+def measure(args: argparse.Namespace, batch_size: int, device: torch.device, references: bool = True) -> tuple[dict[str, float], float]:
+    """Samples/s of the S3T step (and, with ``references``, of the two backbone references) at
+    ``batch_size``, and the step's counted FLOPs per sample. Builds everything afresh, so a call
+    that runs out of memory leaves nothing behind once its frame is gone."""
     torch.manual_seed(0)
-
     model = ModelConfig(backbone=args.backbone, preprocessor=args.preprocessor)
     pre = model.build_preprocessor().to(device)
     augment = MusicAugment(out_frames=pre.frames).to(device)
-    moco = MoCo(model.build_backbone, K=args.batch_size * 8, m=0.999, batch_size=args.batch_size).to(device)
-    backbone = model.build_backbone().to(device)
+    moco = MoCo(model.build_backbone, K=batch_size * 8, m=0.999, batch_size=batch_size).to(device)
+    # The references' backbone and views are built only when timed: the batch search measures
+    # what the S3T step alone can fit.
+    backbone = model.build_backbone().to(device) if references else None
     if args.compile:
         for module in (moco.encoder_q, moco.encoder_k, backbone):
-            module.compile()
+            if module is not None:
+                module.compile()
     trainable = [p for p in moco.parameters() if p.requires_grad]
     opt_moco = torch.optim.AdamW(trainable, lr=1e-4, fused=device.type == "cuda")
-    opt_ref = torch.optim.AdamW(backbone.parameters(), lr=1e-4, fused=device.type == "cuda")
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     g = torch.Generator(device=device).manual_seed(0)
     # (B, F, T) in the frames-major layout that s3t.train's collate gives (pad_batch).
-    x = torch.randn(args.batch_size, args.clip_frames, model.cqt.n_bins, device=device).transpose(1, 2)
-    lengths = torch.full((args.batch_size,), args.clip_frames, device=device)
-    views = augment(standardize(x, lengths), lengths, generator=g)
-    ref_q, ref_k = pre(views[0]), pre(views[1])
+    x = torch.randn(batch_size, args.clip_frames, model.cqt.n_bins, device=device).transpose(1, 2)
+    lengths = torch.full((batch_size,), args.clip_frames, device=device)
 
     def s3t_step() -> None:
         x_q, x_k, _ = augment(x, lengths, g, moments=clip_moments(x, lengths))
@@ -95,27 +92,34 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(trainable, 5.0)
         opt_moco.step()
 
-    def share_step() -> None:
-        with amp:
-            loss = backbone(ref_q).float().pow(2).mean()
-            with torch.no_grad():
-                backbone(ref_k)
-        opt_ref.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_ref.step()
+    steps = {"S3T step": s3t_step}
+    if references:
+        opt_ref = torch.optim.AdamW(backbone.parameters(), lr=1e-4, fused=device.type == "cuda")
+        views = augment(standardize(x, lengths), lengths, generator=g)
+        ref_q, ref_k = pre(views[0]), pre(views[1])
 
-    def one_view_step() -> None:
-        with amp:
-            loss = backbone(ref_q).float().pow(2).mean()
-        opt_ref.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_ref.step()
+        def share_step() -> None:
+            with amp:
+                loss = backbone(ref_q).float().pow(2).mean()
+                with torch.no_grad():
+                    backbone(ref_k)
+            opt_ref.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ref.step()
+
+        def one_view_step() -> None:
+            with amp:
+                loss = backbone(ref_q).float().pow(2).mean()
+            opt_ref.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_ref.step()
+
+        steps.update({"backbone, MoCo's share": share_step, "backbone, one view": one_view_step})
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    steps = {"S3T step": s3t_step, "backbone, MoCo's share": share_step, "backbone, one view": one_view_step}
     times: dict[str, list[float]] = {name: [] for name in steps}
     for round_ in range(args.steps + 2):  # two warm-up rounds (and compilation)
         for name, step in steps.items():
@@ -125,11 +129,65 @@ def main() -> None:
             sync()
             if round_ >= 2:
                 times[name].append(time.perf_counter() - tic)
-    rate = {name: args.batch_size / statistics.median(t) for name, t in times.items()}
+    rate = {name: batch_size / statistics.median(t) for name, t in times.items()}
 
     with FlopCounterMode(display=False) as counter:
         s3t_step()
-    flops_per_sample = counter.get_total_flops() / args.batch_size
+    return rate, counter.get_total_flops() / batch_size
+
+
+def peak_tflops(args: argparse.Namespace, device: torch.device) -> float | None:
+    if args.peak_tflops is None and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    return args.peak_tflops
+
+
+def largest_batch(args: argparse.Namespace, device: torch.device, peak: float | None) -> None:
+    """Double the batch from 2 x --batch-size up to --max-batch until one runs out of memory."""
+    print(f"batch search {2 * args.batch_size} .. {args.max_batch}, doubling; S3T step only")
+    largest = None
+    batch_size = 2 * args.batch_size
+    while batch_size <= args.max_batch:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            rate, flops_per_sample = measure(args, batch_size, device, references=False)
+        except torch.cuda.OutOfMemoryError:
+            # The failed call's tensors die with its frame; collect them, then hand the cached
+            # blocks back so the report (and any later run) starts from an empty device.
+            gc.collect()
+            torch.cuda.empty_cache()
+            print(f"batch {batch_size:5d}  out of memory")
+            break
+        ours = rate["S3T step"]
+        memory = f"{torch.cuda.max_memory_allocated(device) / 2**30:6.1f} GiB peak" if device.type == "cuda" else ""
+        mfu = f"MFU {100 * ours * flops_per_sample / (peak * 1e12):6.2f} %" if peak else "MFU n/a"
+        print(f"batch {batch_size:5d}  {ours:10.1f} samples/s   {mfu}   {memory}")
+        largest = (batch_size, ours, mfu)
+        batch_size *= 2
+    if largest is None:
+        print(f"largest batch {args.batch_size} (no larger batch ran)")
+    else:
+        print(f"largest batch {largest[0]} that ran: {largest[1]:.1f} samples/s, {largest[2]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="swin_cpu")
+    parser.add_argument("--preprocessor", default="time_folding")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--clip-frames", type=int, default=1292, help="frames per clip (30 s at hop 512)")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="after the run, double the batch up to this while it fits in memory")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    rate, flops_per_sample = measure(args, args.batch_size, device)
     ours = rate["S3T step"]
     load = os.getloadavg()[0]
 
@@ -139,14 +197,13 @@ def main() -> None:
     for name in ("backbone, MoCo's share", "backbone, one view"):
         print(f"{name:23s} {rate[name]:10.1f} samples/s   S3T step = {ours / rate[name]:.2f}x of it")
     print(f"load average            {load:.2f} (1 min, after the run)")
-    peak = args.peak_tflops
-    if peak is None and device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    peak = peak_tflops(args, device)
     if peak:
         print(f"MFU          {100 * ours * flops_per_sample / (peak * 1e12):10.2f} % of {peak:.0f} TFLOP/s")
     else:
         print("MFU          not computed (no stated peak for this device; pass --peak-tflops)")
+    if args.max_batch is not None:
+        largest_batch(args, device, peak)
 
 
 if __name__ == "__main__":
