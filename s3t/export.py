@@ -82,13 +82,15 @@ def output_format(out: str | os.PathLike) -> str:
 
 
 def companion(out: str | os.PathLike, what: str) -> Path:
-    """The file beside ``out`` holding ``what``: "index" (OUT.csv), "settings" (OUT.json),
-    "rejected" (OUT.rejected.csv) or "parts" (the OUT.parts/ folder)."""
+    """The file beside ``out`` holding ``what``: "index" (music.csv for music.npy), "settings"
+    (music.npy.json), "rejected" (music.npy.rejected.csv) or "parts" (the music.npy.parts/
+    folder). All but the index keep the full name of ``out``, so music.npy and music.parquet
+    in one folder never share a companion."""
     out = Path(out)
-    names = {"index": ".csv", "settings": ".json", "rejected": ".rejected.csv"}
-    if what == "parts":
-        return out.with_name(out.name + ".parts")
-    return out.with_suffix(names[what])
+    if what == "index":
+        return out.with_suffix(".csv")
+    names = {"settings": ".json", "rejected": ".rejected.csv", "parts": ".parts"}
+    return out.with_name(out.name + names[what])
 
 
 def _replace_into(path: Path, write) -> None:

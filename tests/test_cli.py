@@ -190,7 +190,7 @@ def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finish
     assert matrix.shape == (4, 8) and matrix.dtype == np.float32 and np.isfinite(matrix).all()
     assert [p.split("mixed/")[1] for p in index["path"]] == ["a.wav", "c.ogg", "d.mp3", "sub/b.flac"]
     assert (index["start_s"] == 0).all() and np.allclose(index["end_s"], 1.5, atol=0.03)
-    rejected = pd.read_csv(tmp_path / "emb.rejected.csv")
+    rejected = pd.read_csv(tmp_path / "emb.npy.rejected.csv")
     assert rejected["path"].str.endswith("broken.mp3").tolist() == [True] and "decodable" in rejected["reason"][0]
     assert not (tmp_path / "emb.npy.parts").exists()
 

@@ -52,3 +52,10 @@ def test_unknown_suffix_and_foreign_files_say_what_to_change(tmp_path):
         read_table(tmp_path / "other.npy")
     with pytest.raises(ValueError, match="3 embeddings but 2 paths"):
         EmbeddingTable(np.zeros((3, 2), np.float32), ["a", "b"], [0.0, 0.0], [1.0, 1.0])
+
+
+def test_npy_and_parquet_tables_in_one_folder_share_no_companion(tmp_path):
+    npy, parquet = tmp_path / "emb.npy", tmp_path / "emb.parquet"
+    for what in ("settings", "rejected", "parts"):
+        assert companion(npy, what) != companion(parquet, what)
+    assert companion(npy, "index") == tmp_path / "emb.csv"
