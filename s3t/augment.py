@@ -17,8 +17,10 @@ right-padded item. Every random draw comes from ``generator`` (a ``torch.Generat
 ``x.device``; ``None`` falls back to torch's default generator for that device), and every
 op is a batched tensor op on ``x.device`` with no Python loop over batch items.
 
-Each transform returns ``(out, params)`` (the ``draw_*`` functions of the two masks return
-the mask instead of ``out``, so :class:`MusicAugment` can apply both in one pass); ``params``
+Each transform returns ``(out, params)``. Its ``draw_*`` twin makes the same draws and returns
+what to apply instead of ``out`` (a mask, source positions, or the params alone), so
+:class:`MusicAugment` applies both masks in one pass and the warp and the shift in one
+resampling; ``params``
 maps names to tensors of per-item drawn values, always including ``applied`` (bool, (B,)). Values of items that were not
 transformed are 0 (``axis``: -1), and per-segment tables are padded with 0 beyond the
 kept segments, so ``params[k][params["applied"]]`` holds exactly what was applied.
@@ -407,6 +409,21 @@ def time_warp(
     W: int = 10,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Params]:
+    """SpecAugment time warping of x (B, F, T): :func:`draw_time_warp`, then each output
+    frame read at its source position (linear interpolation). Returns the (B, F, T) warped
+    copy and the draw's params."""
+    src, params = draw_time_warp(x, p=p, W=W, generator=generator)
+    last = torch.full((x.shape[0], 1), x.shape[2] - 1, dtype=torch.long, device=x.device)
+    return _resample_time(x, src, last), params
+
+
+def draw_time_warp(
+    x: Tensor,
+    *,
+    p: float = 0.4,
+    W: int = 10,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Params]:
     """SpecAugment time warping: with probability p, move frame c to c + d, both ends fixed.
 
     c ~ U[W, T-1-W), d = +-W * u with u ~ U[0, 1) and the sign a fair coin. Output frame
@@ -418,8 +435,9 @@ def time_warp(
         x: (B, F, T) spectrograms.
 
     Returns:
-        (B, F, T) warped copy and params: ``applied`` bool (B,), ``centre`` float (B,)
-        (c, in frames), ``distance`` float (B,) (signed d; > 0 moves content later).
+        the source positions s(y), float (B, T) (y itself for items not warped), and params:
+        ``applied`` bool (B,), ``centre`` float (B,) (c, in frames), ``distance`` float (B,)
+        (signed d; > 0 moves content later).
     """
     _check_batch(x)
     _check_generator(generator, x.device)
@@ -431,23 +449,22 @@ def time_warp(
     u_centre = _rand((batch,), x, generator)
     u_distance = _rand((batch,), x, generator)
     sign = torch.where(_rand((batch,), x, generator) < 0.5, -1.0, 1.0)
+    y = torch.arange(frames, device=x.device, dtype=torch.float32)  # (T,)
     if frames - 1 <= 2 * W:
         zeros = torch.zeros(batch, device=x.device)
-        return x.clone(), {"applied": torch.zeros_like(applied), "centre": zeros, "distance": zeros.clone()}
+        identity = y.expand(batch, frames).clone()
+        return identity, {"applied": torch.zeros_like(applied), "centre": zeros, "distance": zeros.clone()}
 
     end = float(frames - 1)
     centre = W + u_centre * (end - 2 * W)  # (B,) in [W, T-1-W)
     distance = sign * W * u_distance  # (B,) in (-W, W)
     c = centre.unsqueeze(1)
     a = (centre + distance).unsqueeze(1)  # where c lands, strictly inside (0, T-1)
-    y = torch.arange(frames, device=x.device, dtype=torch.float32)  # (T,)
     left = y * (c / a)  # (B, T)
     right = end - (end - y) * ((end - c) / (end - a))
     src = torch.where(y <= a, left, right)
     src = torch.where(applied.unsqueeze(1), src, y)  # items not warped read their own frames
-    last = torch.full((batch, 1), frames - 1, dtype=torch.long, device=x.device)
-    out = _resample_time(x, src, last)
-    return out, {"applied": applied, "centre": centre * applied, "distance": distance * applied}
+    return src, {"applied": applied, "centre": centre * applied, "distance": distance * applied}
 
 
 def _shift_along(x: Tensor, shift: Tensor, dim: int, fill: float) -> Tensor:
@@ -471,19 +488,35 @@ def random_shift(
     fill: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Params]:
+    """Random pitch or time shift of x (B, F, T): :func:`draw_random_shift`, then the shift.
+    Returns the (B, F, T) shifted copy and the draw's params."""
+    params = draw_random_shift(x, p=p, steps_range=steps_range, generator=generator)
+    steps, axis = params["steps"], params["axis"]
+    out = _shift_along(x, torch.where(axis == 0, steps, 0), 1, fill)
+    out = _shift_along(out, torch.where(axis == 1, steps, 0), 2, fill)
+    return out, params
+
+
+def draw_random_shift(
+    x: Tensor,
+    *,
+    p: float = 0.4,
+    steps_range: tuple[int, int] = (1, 10),
+    generator: torch.Generator | None = None,
+) -> Params:
     """Random pitch or time shift: with probability p, shift by s ~ +-U{steps_range} cells.
 
     The axis (frequency = pitch, or time) and the direction are fair coins. Not circular:
-    cells shifted in from outside get ``fill``, so a pitch shift never wraps the bass into
-    the treble.
+    cells shifted in from outside get the fill value, so a pitch shift never wraps the bass
+    into the treble.
 
     Args:
         x: (B, F, T) spectrograms.
 
     Returns:
-        (B, F, T) shifted copy and params: ``applied`` bool (B,), ``axis`` long (B,)
-        (0 frequency, 1 time, -1 not applied), ``steps`` long (B,) (signed; > 0 moves
-        content to higher bins / later frames, 0 when not applied).
+        params: ``applied`` bool (B,), ``axis`` long (B,) (0 frequency, 1 time, -1 not
+        applied), ``steps`` long (B,) (signed; > 0 moves content to higher bins / later
+        frames, 0 when not applied).
     """
     _check_batch(x)
     _check_generator(generator, x.device)
@@ -495,9 +528,33 @@ def random_shift(
     magnitude = _randint(steps_range[0], steps_range[1], (batch,), x, generator)
     sign = torch.where(_rand((batch,), x, generator) < 0.5, -1, 1)
     steps = sign * magnitude * applied
-    out = _shift_along(x, torch.where(axis == 0, steps, 0), 1, fill)
-    out = _shift_along(out, torch.where(axis == 1, steps, 0), 2, fill)
-    return out, {"applied": applied, "axis": torch.where(applied, axis, -1), "steps": steps}
+    return {"applied": applied, "axis": torch.where(applied, axis, -1), "steps": steps}
+
+
+def _warp_and_shift(x: Tensor, src: Tensor, shift: Params, fill: float) -> Tensor:
+    """:func:`time_warp` at source positions ``src`` (B, T) followed by the shift ``shift``
+    (params of :func:`draw_random_shift`), in one resampling and one gather.
+
+    A time shift by s reads the warped frame t - s, i.e. the source position ``src[t - s]``,
+    so it only moves the positions; a pitch shift is one gather along the bins of the
+    resampled frames; the cells shifted in from outside get ``fill`` in one pass. Equal to
+    ``random_shift(time_warp(x))`` with the same draws.
+    """
+    batch, bins, frames = x.shape
+    steps = shift["steps"]
+    t_steps = torch.where(shift["axis"] == 1, steps, 0).unsqueeze(1)  # (B, 1)
+    f_steps = torch.where(shift["axis"] == 0, steps, 0).unsqueeze(1)
+    t_from = torch.arange(frames, device=x.device) - t_steps  # (B, T) warped frame each output frame shows
+    f_from = torch.arange(bins, device=x.device) - f_steps  # (B, F)
+    t_inside = (t_from >= 0) & (t_from < frames)
+    f_inside = (f_from >= 0) & (f_from < bins)
+    pos = torch.gather(src, 1, t_from.clamp(0, frames - 1))  # (B, T)
+    last = torch.full((batch, 1), frames - 1, dtype=torch.long, device=x.device)
+    rows = _resample_time(x, pos, last).transpose(1, 2)  # (B, T, F), contiguous
+    index = f_from.clamp(0, bins - 1).unsqueeze(1).expand(batch, frames, bins)
+    rows = torch.gather(rows, 2, index)  # the pitch shift, within each frame
+    outside = ~(t_inside.unsqueeze(2) & f_inside.unsqueeze(1))  # (B, T, F)
+    return rows.masked_fill_(outside, fill).transpose(1, 2)
 
 
 # --------------------------------------------------------------------------- module
@@ -604,12 +661,11 @@ class MusicAugment(nn.Module):
         params.update({f"time_mask.{k}": v for k, v in drawn.items()})
         # Both masks in one pass, in place: the view is this module's own crop.
         view.masked_fill_(freq.unsqueeze(2) | frames.unsqueeze(1), self.fill)
-        view, drawn = time_warp(view, p=self.time_warp_p, W=self.time_warp_W, generator=generator)
+        src, drawn = draw_time_warp(view, p=self.time_warp_p, W=self.time_warp_W, generator=generator)
         params.update({f"time_warp.{k}": v for k, v in drawn.items()})
-        view, drawn = random_shift(
-            view, p=self.shift_p, steps_range=self.shift_steps_range, fill=self.fill, generator=generator
-        )
+        drawn = draw_random_shift(view, p=self.shift_p, steps_range=self.shift_steps_range, generator=generator)
         params.update({f"shift.{k}": v for k, v in drawn.items()})
+        view = _warp_and_shift(view, src, drawn, self.fill)
         return view, params
 
     def forward(
