@@ -251,7 +251,9 @@ def _load(path: Path, map_location: str | torch.device, *, mmap: bool) -> dict[s
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Unsupported global" in str(err):
+        # torch's message names a GLOBAL when the pickle asks for an object to be built (a payload);
+        # other unpickling failures (random bytes, say) mention weights_only too and are plain damage.
+        if "GLOBAL" in str(err) or "Unsupported global" in str(err):
             raise CheckpointError(
                 f"{path} holds Python objects besides tensors and plain data (a pickle payload); s3t never "
                 f"loads such files, since unpickling them can run arbitrary code"

@@ -156,3 +156,11 @@ def test_stale_temporary_files_of_the_target_are_removed_on_the_next_write(tmp_p
     save_checkpoint({"probe": {}}, target)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(["c.pt", live.name, other.name, unrelated.name])
+
+
+def test_random_bytes_are_damage_not_a_pickle_payload(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(range(200)))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+        load_checkpoint(path)
+    assert "pickle payload" not in str(info.value) and "\n" not in str(info.value)
