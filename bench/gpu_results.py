@@ -131,7 +131,10 @@ def main() -> None:
                 raise OutOfTime
 
         try:
-            pretrain(clips, model, config(epochs), work / "checkpoint.pt", device=device, on_epoch=on_epoch)
+            # About 20 checkpoints a run: an epoch of ~500 clips is a few steps on a GPU, less
+            # time than writing Swin-T's checkpoint.
+            pretrain(clips, model, config(epochs), work / "checkpoint.pt", device=device, on_epoch=on_epoch,
+                     checkpoint_every=max(1, epochs // 20))
         except OutOfTime:
             pass
         run_s = time.perf_counter() - run_tic

@@ -102,6 +102,7 @@ def pretrain(
     on_step: Callable[[dict[str, float]], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     log_every: int = 10,
+    checkpoint_every: int = 1,
 ) -> list[dict[str, float]]:
     """Pre-train MoCo on ``clips`` (each a log-CQT (F, T_i)); return the per-epoch history.
 
@@ -110,10 +111,12 @@ def pretrain(
     {step, epoch, loss, lr, samples_per_s} every ``log_every`` steps and at the end of each
     epoch (reading the loss waits for the device, so it is not read every step); ``on_epoch``
     receives the epoch's history row after its checkpoint is written (raising there
-    interrupts the run cleanly).
+    interrupts the run cleanly). The checkpoint is written every ``checkpoint_every`` epochs
+    and after the last: on a GPU an epoch of a small dataset can take less time than writing
+    the checkpoint, and an interrupted run loses at most ``checkpoint_every`` epochs.
     """
-    if log_every < 1:
-        raise ValueError(f"log_every must be >= 1 step, got {log_every}")
+    if log_every < 1 or checkpoint_every < 1:
+        raise ValueError(f"log_every and checkpoint_every must be >= 1, got {log_every} and {checkpoint_every}")
     device = torch.device(device)
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     steps_per_epoch = len(clips) // (config.batch_size * world)
@@ -209,7 +212,7 @@ def pretrain(
         if world > 1:
             rng = [None] * world
             dist.all_gather_object(rng, _rng_state(augment_generator))
-        if rank == 0:
+        if rank == 0 and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
             save_checkpoint(
                 {
                     "moco": moco.state_dict(),

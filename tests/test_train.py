@@ -72,3 +72,18 @@ def test_data_loading_workers_do_not_change_the_run(tmp_path):
     pretrain(clips, MODEL, PretrainConfig(**{**config.__dict__, "num_workers": 2}), tmp_path / "workers.pt")
     a, b = load_checkpoint(tmp_path / "inline.pt")["moco"], load_checkpoint(tmp_path / "workers.pt")["moco"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_every_writes_every_nth_epoch_and_the_last(tmp_path):
+    config = PretrainConfig(epochs=5, batch_size=4, K=16, warmup_epochs=1, m=0.9, lr=1e-2)
+    path = tmp_path / "c.pt"
+    written = []
+
+    def record(row):
+        written.append(load_checkpoint(path)["epoch"] if path.exists() else None)
+
+    history = pretrain(_clips(), MODEL, config, path, on_epoch=record, checkpoint_every=2)
+    assert len(history) == 5
+    assert written == [None, 1, 1, 3, 4]  # after epochs 2 and 4 (indices 1, 3) and the last
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        pretrain(_clips(), MODEL, config, tmp_path / "d.pt", checkpoint_every=0)
