@@ -8,12 +8,21 @@ Only validation numbers are printed: the default is chosen on them, test is repo
 
     python bench/recipe_ablation.py                          # the current default
     python bench/recipe_ablation.py pretrain.K=512 pretrain.epochs=50
+    python bench/recipe_ablation.py pretrain.epochs=200 --record reports/ablation/compute_curve.csv
+
+``--record`` appends the row to a CSV (valid top-1 of each row, the differences S3T minus
+hand-crafted and S3T minus Random-Init, samples seen, minutes, load, commit) that `dvc plots show`
+draws against samples seen (dvc.yaml's ``plots``). Runs resume from work/ablation/<overrides>-<code
+digest>/, so a finished run of older code is never taken for this code's.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for dvc exp run -S")
     parser.add_argument("--work", default=str(ROOT / "work" / "ablation"), help="checkpoints of the runs")
+    parser.add_argument("--record", type=Path, help="append the row to this CSV (for dvc plots)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     p = compose(args.overrides)
@@ -65,8 +75,11 @@ def main() -> None:
         parts.append(FeatureStore(features / data / "unlabeled"))
     clips = ConcatDataset([part for part in parts if len(part)])
 
+    digest = hashlib.sha256()
+    for source in sorted([*(ROOT / "s3t").glob("*.py"), Path(__file__)]):
+        digest.update(source.read_bytes())
     name = "_".join(args.overrides).replace("/", "-") or "default"
-    checkpoint = Path(args.work) / name / "checkpoint.pt"
+    checkpoint = Path(args.work) / f"{name}-{digest.hexdigest()[:12]}" / "checkpoint.pt"
     start = time.perf_counter()
     history = pretrain(clips, model, config, checkpoint, resume=True)
     minutes = (time.perf_counter() - start) / 60
@@ -81,15 +94,33 @@ def main() -> None:
     label_set = sorted({x for row in labels for x in row})
     probe = ProbeConfig(epochs=p["probe"]["epochs"], batch_size=p["probe"]["batch_size"][p["eval_datasets"][0]],
                         warmup_epochs=p["probe"]["warmup_epochs"], seed=p["seed"])
-    cells = []
+    cells, valid = [], []
     for x in (embed_spectrograms(encoder.eval(), eval_store), embed_spectrograms(random_init.eval(), eval_store),
               handcrafted_embeddings(eval_store)):
         _, result, _ = probe_splits(x, labels, eval_store.splits, label_set, False, config=probe, grid=DEFAULT_GRID,
                                     knn=True)
         cells.append(f"{100 * result['valid']['top1']:.1f} / {100 * result['knn']['valid']:.1f}")
+        valid.append(100 * result["valid"]["top1"])
     samples = len(history) * (len(clips) // config.batch_size) * config.batch_size
+    load = os.getloadavg()[0]
     print(f"| {' '.join(args.overrides) or 'default'} | {' | '.join(cells)} | {history[-1]['loss']:.3f} | "
-          f"{samples} | {minutes:.1f} | {os.getloadavg()[0]:.1f} |", flush=True)
+          f"{samples} | {minutes:.1f} | {load:.1f} |", flush=True)
+    if args.record:
+        row = {
+            "overrides": " ".join(args.overrides) or "default", "samples": samples,
+            "s3t": round(valid[0], 1), "random_init": round(valid[1], 1), "handcrafted": round(valid[2], 1),
+            "s3t_minus_handcrafted": round(valid[0] - valid[2], 1), "s3t_minus_random_init": round(valid[0] - valid[1], 1),
+            "final_loss": round(history[-1]["loss"], 4), "minutes": round(minutes, 1), "load": round(load, 1),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=ROOT).stdout.strip(),
+        }
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        new = not args.record.exists()
+        with args.record.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
 
 
 if __name__ == "__main__":
