@@ -154,6 +154,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     for key in ("epochs", "batch_size", "K", "m", "lr", "warmup_epochs", "seed"):
         if getattr(args, key) is not None:
             train_fields[key] = getattr(args, key)
+    if args.epochs is not None and args.warmup_epochs is None:
+        # The paper warms up 20 of its 400 epochs; keep that share rather than 20 epochs of a short run.
+        train_fields["warmup_epochs"] = round(PretrainConfig.warmup_epochs / PretrainConfig.epochs * args.epochs)
     if args.compile:
         train_fields["compile"] = True
     model = ModelConfig(**model_fields)
@@ -455,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--K", type=_positive_int, help="queue size (keep it below the number of clips)")
     p.add_argument("--m", type=float, help="key-encoder momentum")
     p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-epochs", type=_non_negative_int)
+    p.add_argument("--warmup-epochs", type=_non_negative_int,
+                   help="linear warm-up epochs (default: 5 %% of --epochs, the paper's 20 of 400)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
     p.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     common(p)

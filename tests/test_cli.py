@@ -396,3 +396,13 @@ def test_manifest_whose_clips_are_all_unreadable_exits_2_and_writes_nothing(trai
     assert err.startswith(f"s3t: error: none of the 2 audio file(s) could be read ({tmp_path / 'empty.wav'}: zero bytes, ...)")
     assert err.endswith("nothing was written")
     assert not out.exists()
+
+
+def test_pretrain_warms_up_the_papers_share_of_a_short_run(trained, tmp_path, capsys):
+    from s3t.checkpoint import load_checkpoint
+
+    root, _, _ = trained
+    out = tmp_path / "short.pt"
+    main(["pretrain", "--audio", str(root / "audio"), "--out", str(out), "--backbone", "tiny_test",
+          "--preprocessor", "frequency_tiling", "--epochs", "1", "--batch-size", "8", "--K", "16"])
+    assert load_checkpoint(out)["config"]["pretrain"]["warmup_epochs"] == 0  # 5 % of 1 epoch, not the paper's 20
