@@ -104,7 +104,11 @@ def _check_ratio_range(name: str, rng: tuple[float, float]) -> None:
 
 
 def _valid_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Valid frames per item as a LongTensor (B,) on x.device (all T when ``lengths`` is None)."""
+    """Valid frames per item as a LongTensor (B,) on x.device (all T when ``lengths`` is None).
+
+    The values are range-checked when ``lengths`` is on the CPU (as the training loop passes it);
+    on an accelerator that check would make the host wait for the device at every step.
+    """
     batch, _, frames = x.shape
     if lengths is None:
         return torch.full((batch,), frames, dtype=torch.long, device=x.device)
@@ -112,12 +116,12 @@ def _valid_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
         raise ValueError(
             f"lengths must be an integer tensor of shape ({batch},), got {lengths.dtype} {tuple(lengths.shape)}"
         )
-    lengths = lengths.to(device=x.device, dtype=torch.long)
-    if bool(((lengths < 1) | (lengths > frames)).any()):
-        raise ValueError(
-            f"every length must be in [1, T={frames}], got min {int(lengths.min())} max {int(lengths.max())}"
-        )
-    return lengths
+    if lengths.device.type == "cpu":  # on an accelerator the check would make the host wait every step
+        if bool(((lengths < 1) | (lengths > frames)).any()):
+            raise ValueError(
+                f"every length must be in [1, T={frames}], got min {int(lengths.min())} max {int(lengths.max())}"
+            )
+    return lengths.to(device=x.device, dtype=torch.long)
 
 
 # --------------------------------------------------------------------------- random draws

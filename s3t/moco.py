@@ -247,9 +247,11 @@ class MoCo(nn.Module):
                 f"queue size K={self.K} is not divisible by the global batch of {n} keys; every batch "
                 f"must have the same size dividing K (use drop_last=True in the DataLoader)"
             )
-        ptr = int(self.queue_ptr)
-        self.queue[:, ptr:ptr + n] = keys.T
-        self.queue_ptr[0] = (ptr + n) % self.K
+        # Columns and pointer computed on the device: reading the pointer into Python would make
+        # the host wait for the GPU at every step.
+        columns = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.K  # (n,)
+        self.queue.index_copy_(1, columns, keys.T.to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
 
     @torch.no_grad()
     def _keys(self, im_k: torch.Tensor) -> torch.Tensor:

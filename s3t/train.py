@@ -183,7 +183,7 @@ def pretrain(
         )
         epoch_loss, tic = torch.zeros((), device=device), time.perf_counter()  # summed on the device
         for i, (x, lengths) in enumerate(loader):
-            x, lengths = x.to(device, non_blocking=True), lengths.to(device, non_blocking=True)
+            x = x.to(device, non_blocking=True)  # lengths stay on the host: checked there, no device wait
             moments = clip_moments(x, lengths)
             x_q, x_k, _ = augment(x, lengths, augment_generator, moments=moments)
 
