@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import os
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
 from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
 from s3t.shards import FeatureStore
-from s3t.train import PretrainConfig, pretrain
+from s3t.train import PretrainConfig, pretrain, source_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,11 +74,8 @@ def main() -> None:
         parts.append(FeatureStore(features / data / "unlabeled"))
     clips = ConcatDataset([part for part in parts if len(part)])
 
-    digest = hashlib.sha256()
-    for source in sorted([*(ROOT / "s3t").glob("*.py"), Path(__file__)]):
-        digest.update(source.read_bytes())
     name = "_".join(args.overrides).replace("/", "-") or "default"
-    checkpoint = Path(args.work) / f"{name}-{digest.hexdigest()[:12]}" / "checkpoint.pt"
+    checkpoint = Path(args.work) / f"{name}-{source_digest(__file__)[:12]}" / "checkpoint.pt"
     start = time.perf_counter()
     history = pretrain(clips, model, config, checkpoint, resume=True)
     minutes = (time.perf_counter() - start) / 60

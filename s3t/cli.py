@@ -37,9 +37,9 @@ from s3t.export import EmbeddingTable, companion, output_format, read_part, read
 from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
-from s3t.modelcard import model_card, software_versions
+from s3t.modelcard import model_card
 from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, load_probe, probe_splits
-from s3t.train import PretrainConfig, load_encoder, pretrain
+from s3t.train import PretrainConfig, load_encoder, pretrain, record_provenance
 
 class CLIError(ValueError):
     """Bad command-line input."""
@@ -191,10 +191,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if history:
         # What the model card needs and the training loop does not know: the data and the software.
         hours = sum(c.shape[-1] for c in clips) / model.cqt.frames_per_second / 3600
-        state = load_checkpoint(args.out)
-        state.update(data={"dataset": ", ".join(args.audio), "splits": None, "clips": len(clips), "hours": hours},
-                     software=software_versions())
-        save_checkpoint(state, args.out)
+        record_provenance(args.out, args.out, {"dataset": ", ".join(args.audio), "splits": None, "clips": len(clips),
+                                               "hours": hours})
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
 
 

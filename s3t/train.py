@@ -22,6 +22,7 @@ Choices where the paper is silent:
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from torch.utils.data import DataLoader
 from s3t.augment import MusicAugment
 from s3t.checkpoint import KIND_ENCODER, CheckpointError, load_checkpoint, save_checkpoint
 from s3t.model import Encoder, ModelConfig, clip_moments, pad_batch
+from s3t.modelcard import software_versions
 from s3t.moco import MoCo, info_nce
 from s3t.schedule import cosine_with_warmup
 
@@ -249,6 +251,24 @@ def _weights_mismatch(expected: dict[str, torch.Tensor], stored: object) -> str:
         if reshaped else f"e.g. {(missing or unexpected)[0]!r}"
     )
     return f"{len(missing)} tensors missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape; {example}"
+
+
+def source_digest(*extra: str | Path) -> str:
+    """sha256 (hex) of this library's modules and ``extra`` files: keys resumable work (a
+    finished run of older code must not be taken for this code's)."""
+    digest = hashlib.sha256()
+    for source in sorted([*Path(__file__).parent.glob("*.py"), *map(Path, extra)]):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def record_provenance(checkpoint: str | Path, out: str | Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Write ``checkpoint`` to ``out`` with what the training loop does not know, for the model
+    card: ``data`` ({dataset, splits, clips, hours}) and the software versions. Returns the state."""
+    state = load_checkpoint(checkpoint)
+    state.update(data=data, software=software_versions())
+    save_checkpoint(state, out)
+    return state
 
 
 def load_encoder(checkpoint_path: str | Path, *, random_init: bool = False, seed: int = 0) -> Encoder:

@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,12 +30,11 @@ from _common import FEATURES, MODELS, REPORTS, ROOT, UNLABELED, WORK, device, lo
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
-from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
-from s3t.modelcard import model_card, software_versions
+from s3t.modelcard import model_card
 from s3t.shards import FeatureStore
-from s3t.train import PretrainConfig, pretrain
+from s3t.train import PretrainConfig, pretrain, record_provenance, source_digest
 
 
 def _hours(parts) -> float:
@@ -97,10 +95,8 @@ def main() -> None:
     parts = [part for part in parts if len(part)] or parts[:1]
     clips = ConcatDataset(parts) if len(parts) > 1 else parts[0]
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode())
-    for source in sorted([*(ROOT / "s3t").glob("*.py"), Path(__file__), ROOT / "stages" / "_common.py"]):
-        digest.update(source.read_bytes())
-    key = digest.hexdigest()[:16]
+    code = source_digest(__file__, ROOT / "stages" / "_common.py")
+    key = hashlib.sha256((json.dumps(resolved, sort_keys=True, default=str) + code).encode()).hexdigest()[:16]
     work = WORK / "pretrain" / key
     if rank == 0:
         log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)
@@ -115,10 +111,8 @@ def main() -> None:
     if rank == 0:
         MODELS.mkdir(exist_ok=True)
         # The released checkpoint also says what it was trained on and with which software (the model card's facts).
-        state = load_checkpoint(work / "checkpoint.pt")
-        state.update(data={"dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips),
-                           "hours": _hours(parts)}, software=software_versions())
-        save_checkpoint(state, MODELS / "pretrained.pt")
+        state = record_provenance(work / "checkpoint.pt", MODELS / "pretrained.pt", {
+            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": _hours(parts)})
         tmp = MODELS / "pretrained.md.tmp"
         tmp.write_text(model_card(state, name="models/pretrained.pt"), encoding="utf-8")
         os.replace(tmp, MODELS / "pretrained.md")

@@ -17,7 +17,7 @@ from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, ROOT, logger,
 
 from s3t.checkpoint import load_checkpoint
 from s3t.embed import EmbeddingSet
-from s3t.metrics import per_tag_roc_auc
+from s3t.metrics import confusion_matrix, per_tag_roc_auc
 from s3t.probe import LinearProbe, encode_targets
 from s3t.report import pca_2d, render_tables
 from s3t.report_html import DatasetFigures, ReportData, build_report
@@ -57,11 +57,8 @@ def main() -> None:
         else:
             rows = [[emb.label_set[a], emb.label_set[p]] for a, p in zip(targets, scores.argmax(1))]
             _write(plots / "confusion.csv", ["actual", "predicted"], rows)
-            index = {label: i for i, label in enumerate(emb.label_set)}
-            counts = [[0] * len(index) for _ in index]
-            for actual, predicted in rows:
-                counts[index[actual]][index[predicted]] += 1
-            fig.confusion = (list(emb.label_set), counts)
+            counts = confusion_matrix(scores.argmax(1), targets, len(emb.label_set))  # rows actual
+            fig.confusion = (list(emb.label_set), counts.tolist())
         xy = pca_2d(emb.embeddings)
         rows = [[f"{x:.5f}", f"{y:.5f}", labels[0] if labels else "", split]
                 for (x, y), labels, split in zip(xy.tolist(), emb.labels, emb.splits)]
