@@ -141,6 +141,12 @@ def main() -> None:
         throughput = audio_seconds / seconds
         print(f"{name:34s} {seconds:8.3f} {throughput:12.0f} {throughput / reference:10.2f}x")
     print(f"load average  {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min)")
+    with torch.inference_mode():
+        a, b = former(batch), module.magnitude(batch)  # linear magnitudes, (clips, 84, frames)
+    relative = (a - b).abs() / a.clamp_min(1e-3 * float(a.max()))
+    corr = float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
+    print(f"agreement     ours vs nnAudio CQT1992v2: correlation {corr:.6f}, median relative difference "
+          f"{100 * float(relative.median()):.2f} % (cells above 1e-3 of the peak as floor)")
 
 
 if __name__ == "__main__":

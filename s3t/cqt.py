@@ -34,10 +34,10 @@ time-domain ringing) and inverse-transformed at that rate, so there is no aliasi
 cascade of filters. Kernels are unit-L1 and scaled by ``sqrt(L_k)`` with ``L_k`` the
 full-rate length of bin k's kernel: the output equals nnAudio's ``CQT1992v2`` with librosa
 normalisation (our front end until December 2026: one convolution with kernels up to 16,384
-samples long), to a median relative difference of 0.3 % and correlation 0.99999 on music-like
-clips (tests/test_cqt.py states the bounds). That single long convolution cost about 40x more
-arithmetic and ran at 0.44-1.0x ``librosa.cqt``'s speed on 2 CPU cores; this one is measured
-in bench/bench_cqt.py and BENCHMARKS.md. Octaves are only decimated while the hop stays an
+samples long), to a median relative difference of 0.30 % and correlation 0.99998 on music-like
+clips (``python bench/bench_cqt.py`` prints both; tests/test_cqt.py states the bounds). That
+single long convolution ran at 0.44-1.0x ``librosa.cqt``'s speed on 2 CPU cores; this one is
+measured in bench/bench_cqt.py and BENCHMARKS.md. Octaves are only decimated while the hop stays an
 integer (``hop_length`` divisible by 2 for each decimation); lower octaves beyond that keep
 the last rate with longer kernels. The kernels are deterministic functions of the
 configuration, so they are non-persistent buffers: they follow ``.to(device)`` but are not

@@ -165,7 +165,7 @@ def test_matches_the_former_single_convolution_front_end(cqt):
     with torch.inference_mode():
         a, b = former(y[None]), cqt.magnitude(y)
     assert a.shape == b.shape == (1, 84, 1 + y.numel() // 512)
-    # Measured: correlation 0.99999, median relative difference 0.3 % (music-like clips).
+    # bench/bench_cqt.py prints the measured values: correlation 0.999979, median relative difference 0.30 %.
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9999
     relative = (a - b).abs() / a.clamp_min(1e-3 * float(a.max()))
     assert float(relative.median()) < 0.01
