@@ -42,6 +42,10 @@ def test_paper_scale_is_the_papers_setting(tmp_path):
     assert p["eval_datasets"] == ["gtzan", "fma_small", "mtat"] and p["probe"]["fractions"] == [100, 10, 1]
     assert p["preprocessor"] == {"name": "time_folding", "input_size": 256}
     assert p["backbone"]["kwargs"] == {"window_size": 8, "drop_path_rate": 0.1}
+    # Paper 2.3's four transforms with their published probabilities (the CPU scale turns two off).
+    probs = ("freq_mask_p", "time_mask_p", "time_warp_p", "shift_p")
+    assert tuple(p["augment"][k] for k in probs) == (0.5, 0.5, 0.4, 0.4)
+    assert tuple(_compose(tmp_path, [])["augment"][k] for k in probs) == (0.0, 0.5, 0.4, 0.0)
 
 
 def test_command_line_backbone_wins_over_the_paper_scale(tmp_path):
