@@ -12,14 +12,17 @@ Only validation numbers are printed: the default is chosen on them, test is repo
 
 ``--record`` appends the row to a CSV (valid top-1 of each row, the differences S3T minus
 hand-crafted and S3T minus Random-Init, samples seen, minutes, load, commit) that `dvc plots show`
-draws against samples seen (dvc.yaml's ``plots``). Runs resume from work/ablation/<overrides>-<code
-digest>/, so a finished run of older code is never taken for this code's.
+draws against samples seen (dvc.yaml's ``plots``). Runs resume from work/ablation/<overrides>-<digest>/,
+the digest of the code and of the composed params, so a finished run of older code or of another
+default is never taken for this one's.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -75,7 +78,8 @@ def main() -> None:
     clips = ConcatDataset([part for part in parts if len(part)])
 
     name = "_".join(args.overrides).replace("/", "-") or "default"
-    checkpoint = Path(args.work) / f"{name}-{source_digest(__file__)[:12]}" / "checkpoint.pt"
+    key = hashlib.sha256((source_digest(__file__) + json.dumps(p, sort_keys=True)).encode()).hexdigest()
+    checkpoint = Path(args.work) / f"{name}-{key[:12]}" / "checkpoint.pt"
     start = time.perf_counter()
     history = pretrain(clips, model, config, checkpoint, resume=True)
     minutes = (time.perf_counter() - start) / 60
