@@ -39,6 +39,7 @@ from torch import nn
 __all__ = [
     "BACKBONES",
     "CnnBiGRU",
+    "PatchEmbedWithPosition",
     "build_backbone",
     "check_swin_geometry",
     "cnn_bigru",
@@ -146,11 +147,14 @@ def swin_transformer(
     window_size: int = 8,
     drop_path_rate: float = 0.1,
     in_chans: int = 1,
+    absolute_pos_embed: bool = False,
 ) -> nn.Module:
     """A timm Swin Transformer without classifier: ``(B, in_chans, S, S) -> (B, embed_dim * 2**(stages-1))``.
 
     The geometry is checked by :func:`check_swin_geometry` before timm is called, so a bad
     ``input_size`` / ``patch_size`` / ``window_size`` gets a message that says what to change.
+    ``absolute_pos_embed`` adds a learned embedding per patch position after the patch
+    embedding (:class:`PatchEmbedWithPosition`, the original Swin's ``ape`` option).
     """
     from timm.models.swin_transformer import SwinTransformer
 
@@ -170,7 +174,7 @@ def swin_transformer(
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
     check_swin_geometry(input_size, patch_size, window_size, len(depths))
-    return SwinTransformer(
+    model = SwinTransformer(
         img_size=input_size,
         patch_size=patch_size,
         in_chans=in_chans,
@@ -181,11 +185,40 @@ def swin_transformer(
         window_size=window_size,
         drop_path_rate=drop_path_rate,
     )
+    if absolute_pos_embed:
+        grid = input_size // patch_size
+        model.patch_embed = PatchEmbedWithPosition(model.patch_embed, (grid, grid), embed_dim)
+    return model
+
+
+class PatchEmbedWithPosition(nn.Module):
+    """A patch embedding followed by a learned absolute position embedding (Swin's ``ape``).
+
+    ``(B, C_in, S, S) -> (B, H, W, embed_dim)`` (timm's NHWC token grid). Swin's attention has only
+    a relative position bias inside each window, so without this a token cannot tell which
+    frequency band it holds: a 16-bin patch of bass and one of treble with the same shape look
+    alike, and pooling over positions keeps no spectral envelope. The original Swin offers
+    the embedding as an option (off by default for images); its initialisation here is the same
+    (truncated normal, std 0.02).
+    """
+
+    def __init__(self, embed: nn.Module, grid: tuple[int, int], embed_dim: int) -> None:
+        super().__init__()
+        self.embed = embed
+        self.pos = nn.Parameter(torch.zeros(1, *grid, embed_dim))  # (1, H, W, C)
+        nn.init.trunc_normal_(self.pos, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x) + self.pos
 
 
 @register_backbone("swin_t")
 def swin_t(
-    input_size: int = 256, window_size: int = 8, drop_path_rate: float = 0.1, in_chans: int = 1
+    input_size: int = 256,
+    window_size: int = 8,
+    drop_path_rate: float = 0.1,
+    in_chans: int = 1,
+    absolute_pos_embed: bool = False,
 ) -> nn.Module:
     """Swin-T as configured in paper Section 3.2: 27.52 M parameters, ``num_features`` 768."""
     return swin_transformer(
@@ -197,12 +230,17 @@ def swin_t(
         window_size=window_size,
         drop_path_rate=drop_path_rate,
         in_chans=in_chans,
+        absolute_pos_embed=absolute_pos_embed,
     )
 
 
 @register_backbone("swin_cpu")
 def swin_cpu(
-    input_size: int = 256, window_size: int = 8, drop_path_rate: float = 0.1, in_chans: int = 1
+    input_size: int = 256,
+    window_size: int = 8,
+    drop_path_rate: float = 0.1,
+    in_chans: int = 1,
+    absolute_pos_embed: bool = False,
 ) -> nn.Module:
     """A small Swin for CPU runs: same input and window as Swin-T, 1.28 M parameters, ``num_features`` 192.
 
@@ -220,6 +258,7 @@ def swin_cpu(
         window_size=window_size,
         drop_path_rate=drop_path_rate,
         in_chans=in_chans,
+        absolute_pos_embed=absolute_pos_embed,
     )
 
 

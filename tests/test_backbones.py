@@ -71,6 +71,27 @@ def test_swin_cpu_backward_reaches_the_patch_embedding():
     assert grad is not None and grad.abs().sum() > 0
 
 
+def test_absolute_position_embedding_tells_bass_from_treble():
+    torch.manual_seed(0)
+    plain = swin_cpu(drop_path_rate=0.0).eval()
+    torch.manual_seed(0)
+    placed = swin_cpu(drop_path_rate=0.0, absolute_pos_embed=True).eval()
+    bass = torch.zeros(1, 1, 256, 256)
+    bass[..., 0:16, 0:16] = 1.0  # one patch-sized blob in the lowest rows (token row 0)
+    treble = torch.zeros(1, 1, 256, 256)
+    treble[..., 224:240, 0:16] = 1.0  # the same blob 14 patches higher (token row 14)
+    # Without the embedding the blob's token is the same wherever it sits; with it, it is not.
+    assert torch.allclose(plain.patch_embed(bass)[0, 0, 0], plain.patch_embed(treble)[0, 14, 0])
+    assert not torch.allclose(placed.patch_embed(bass)[0, 0, 0], placed.patch_embed(treble)[0, 14, 0], atol=1e-3)
+    assert placed.patch_embed.pos.shape == (1, 16, 16, 48)
+    # The position table trains, and the rest of the network is the plain one.
+    placed(bass).sum().backward()
+    assert placed.patch_embed.pos.grad is not None and placed.patch_embed.pos.grad.abs().sum() > 0
+    assert sum(p.numel() for p in placed.parameters()) - n_params(plain) == 16 * 16 * 48
+    inter = placed.forward_intermediates(bass, intermediates_only=True)
+    assert [tuple(t.shape) for t in inter] == [(1, 48, 16, 16), (1, 96, 8, 8), (1, 192, 4, 4)]
+
+
 def test_swin_rejects_an_input_of_the_wrong_size():
     model = swin_cpu()
     with pytest.raises(AssertionError):  # timm's own strict input-size check
