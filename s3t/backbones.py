@@ -12,8 +12,10 @@ Variants (paper Sections 3.2 and 3.3.2, Table 3):
   256 x 256 single-channel input with window size 8, as in Section 3.2. 27.52 M parameters
   without a classifier head (timm 1.0.31 count; the ImageNet Swin-T has 28.3 M with its 1000-way
   head, 3 input channels and window 7).
-- ``swin_cpu``: a 0.57 M-parameter Swin of the same input size and window for CPU runs and tests
-  (patch 8, embed 32, depths {2, 2, 2}, heads {1, 2, 4}; stage grids 32, 16, 8). Not in the paper.
+- ``swin_cpu``: a 1.28 M-parameter Swin of the same input size and window for CPU runs and tests
+  (patch 16, embed 48, depths {2, 2, 2}, heads {2, 4, 8}; stage grids 16, 8, 4). Not in the paper.
+- Every Swin takes ``absolute_pos_embed`` (off by default, as in the paper's Swin-T), a learned
+  embedding per patch position (:class:`PatchEmbedWithPosition`).
 - ``resnet50``: timm's ResNet-50 with one input channel and global average pooling (Table 3).
 - ``cnn_bigru``: our stand-in for the paper's "MSNet-based BiGRU" (Table 3).
 
