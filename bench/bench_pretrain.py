@@ -19,6 +19,10 @@ utilisation (MFU) divides achieved FLOP/s by a stated peak: on CUDA the dense bf
 the detected GPU (H100 SXM: 989 TFLOP/s, H200: 989 TFLOP/s; other GPUs: pass --peak-tflops);
 on CPU no peak is assumed unless --peak-tflops is given.
 
+The augmentation is the paper's (2.3, all four transforms at their published probabilities)
+unless ``--augment params``, which takes params.yaml's ``augment`` section: the step that
+``dvc repro`` runs at the default scale.
+
 With ``--max-batch N`` the run then doubles the batch (from twice ``--batch-size``) while it
 fits, up to N: a batch that raises CUDA out-of-memory ends the search, and the largest that
 ran is reported with its samples/s and MFU (the S3T step alone, without the references).
@@ -36,6 +40,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -58,6 +63,16 @@ def machine(device: torch.device) -> str:
     return f"{platform.platform()} | CPU {cpu} | torch threads {torch.get_num_threads()} | GPU {gpu} | torch {torch.__version__}"
 
 
+def augment_settings(source: str) -> dict:
+    """MusicAugment keyword arguments: {} for the paper's defaults, or params.yaml's ``augment``."""
+    if source == "paper":
+        return {}
+    import yaml  # only here: the GPU check runs the paper's setting where PyYAML may be missing
+
+    with open(Path(__file__).resolve().parent.parent / "params.yaml") as fh:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in yaml.safe_load(fh)["augment"].items()}
+
+
 def measure(args: argparse.Namespace, batch_size: int, device: torch.device, references: bool = True) -> tuple[dict[str, float], float]:
     """Samples/s of the S3T step (and, with ``references``, of the two backbone references) at
     ``batch_size``, and the step's counted FLOPs per sample. Builds everything afresh, so a call
@@ -65,7 +80,7 @@ def measure(args: argparse.Namespace, batch_size: int, device: torch.device, ref
     torch.manual_seed(0)
     model = ModelConfig(backbone=args.backbone, preprocessor=args.preprocessor)
     pre = model.build_preprocessor().to(device)
-    augment = MusicAugment(out_frames=pre.frames).to(device)
+    augment = MusicAugment(out_frames=pre.frames, **augment_settings(args.augment)).to(device)
     moco = MoCo(model.build_backbone, K=batch_size * 8, m=0.999, batch_size=batch_size).to(device)
     # The references' backbone and views are built only when timed: the batch search measures
     # what the S3T step alone can fit.
@@ -181,6 +196,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--augment", choices=("paper", "params"), default="paper",
+                        help="the paper's augmentation, or params.yaml's (the default recipe's)")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--max-batch", type=int, default=None,
                         help="after the run, double the batch up to this while it fits in memory")
@@ -192,7 +209,7 @@ def main() -> None:
     load = os.getloadavg()[0]
 
     print(f"machine      {machine(device)}")
-    print(f"workload     {args.backbone}, {args.preprocessor}, batch {args.batch_size}, clip {args.clip_frames} frames, {args.steps} timed steps")
+    print(f"workload     {args.backbone}, {args.preprocessor}, batch {args.batch_size}, clip {args.clip_frames} frames, {args.steps} timed steps, augmentation: {args.augment}")
     print(f"S3T step                {ours:10.1f} samples/s   ({flops_per_sample / 1e9:.2f} GFLOP per sample, counted)")
     for name in ("backbone, MoCo's share", "backbone, one view"):
         print(f"{name:23s} {rate[name]:10.1f} samples/s   S3T step = {ours / rate[name]:.2f}x of it")
