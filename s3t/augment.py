@@ -535,9 +535,12 @@ def draw_random_shift(
     return {"applied": applied, "axis": torch.where(applied, axis, -1), "steps": steps}
 
 
-def _warp_and_shift(x: Tensor, src: Tensor, shift: Params, fill: float) -> Tensor:
+def _warp_and_shift(x: Tensor, src: Tensor, shift: Params, fill: float, *, may_shift: bool = True) -> Tensor:
     """:func:`time_warp` at source positions ``src`` (B, T) followed by the shift ``shift``
     (params of :func:`draw_random_shift`), in one resampling and one gather.
+
+    ``may_shift=False`` says no item can be shifted (the shift's p is 0, a setting known before
+    any draw): the warp is then the only work, with no gather or fill that would change nothing.
 
     A time shift by s reads the warped frame t - s, i.e. the source position ``src[t - s]``,
     so it only moves the positions; a pitch shift is one gather along the bins of the
@@ -545,6 +548,9 @@ def _warp_and_shift(x: Tensor, src: Tensor, shift: Params, fill: float) -> Tenso
     ``random_shift(time_warp(x))`` with the same draws.
     """
     batch, bins, frames = x.shape
+    last = torch.full((batch, 1), frames - 1, dtype=torch.long, device=x.device)
+    if not may_shift:
+        return _resample_time(x, src, last)
     steps = shift["steps"]
     t_steps = torch.where(shift["axis"] == 1, steps, 0).unsqueeze(1)  # (B, 1)
     f_steps = torch.where(shift["axis"] == 0, steps, 0).unsqueeze(1)
@@ -553,7 +559,6 @@ def _warp_and_shift(x: Tensor, src: Tensor, shift: Params, fill: float) -> Tenso
     t_inside = (t_from >= 0) & (t_from < frames)
     f_inside = (f_from >= 0) & (f_from < bins)
     pos = torch.gather(src, 1, t_from.clamp(0, frames - 1))  # (B, T)
-    last = torch.full((batch, 1), frames - 1, dtype=torch.long, device=x.device)
     rows = _resample_time(x, pos, last).transpose(1, 2)  # (B, T, F), contiguous
     index = f_from.clamp(0, bins - 1).unsqueeze(1).expand(batch, frames, bins)
     rows = torch.gather(rows, 2, index)  # the pitch shift, within each frame
@@ -669,7 +674,7 @@ class MusicAugment(nn.Module):
         params.update({f"time_warp.{k}": v for k, v in drawn.items()})
         drawn = draw_random_shift(view, p=self.shift_p, steps_range=self.shift_steps_range, generator=generator)
         params.update({f"shift.{k}": v for k, v in drawn.items()})
-        view = _warp_and_shift(view, src, drawn, self.fill)
+        view = _warp_and_shift(view, src, drawn, self.fill, may_shift=self.shift_p > 0)
         return view, params
 
     def forward(
