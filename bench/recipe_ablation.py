@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -42,7 +40,7 @@ from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
 from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
 from s3t.shards import FeatureStore
-from s3t.train import PretrainConfig, pretrain, source_digest
+from s3t.train import PretrainConfig, pretrain, run_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,8 +76,7 @@ def main() -> None:
     clips = ConcatDataset([part for part in parts if len(part)])
 
     name = "_".join(args.overrides).replace("/", "-") or "default"
-    key = hashlib.sha256((source_digest(__file__) + json.dumps(p, sort_keys=True)).encode()).hexdigest()
-    checkpoint = Path(args.work) / f"{name}-{key[:12]}" / "checkpoint.pt"
+    checkpoint = Path(args.work) / f"{name}-{run_key(p, __file__)[:12]}" / "checkpoint.pt"
     start = time.perf_counter()
     history = pretrain(clips, model, config, checkpoint, resume=True)
     minutes = (time.perf_counter() - start) / 60

@@ -23,6 +23,7 @@ Choices where the paper is silent:
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -260,6 +261,13 @@ def source_digest(*extra: str | Path) -> str:
     for source in sorted([*Path(__file__).parent.glob("*.py"), *map(Path, extra)]):
         digest.update(source.read_bytes())
     return digest.hexdigest()
+
+
+def run_key(settings: dict[str, Any], *sources: str | Path) -> str:
+    """sha256 (hex) of ``settings`` (JSON, keys sorted) and :func:`source_digest` of ``sources``: names
+    the folder of a resumable run, so that neither another configuration nor other code resumes it."""
+    payload = json.dumps(settings, sort_keys=True, default=str) + source_digest(*sources)
+    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def record_provenance(checkpoint: str | Path, out: str | Path, data: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,6 @@ ranks read it to resume).
 """
 
 import csv
-import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
 from s3t.shards import FeatureStore
-from s3t.train import PretrainConfig, pretrain, record_provenance, source_digest
+from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
 
 def _hours(parts) -> float:
@@ -95,8 +93,7 @@ def main() -> None:
     parts = [part for part in parts if len(part)] or parts[:1]
     clips = ConcatDataset(parts) if len(parts) > 1 else parts[0]
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
-    code = source_digest(__file__, ROOT / "stages" / "_common.py")
-    key = hashlib.sha256((json.dumps(resolved, sort_keys=True, default=str) + code).encode()).hexdigest()[:16]
+    key = run_key(resolved, __file__, ROOT / "stages" / "_common.py")[:16]
     work = WORK / "pretrain" / key
     if rank == 0:
         log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)

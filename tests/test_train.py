@@ -4,7 +4,7 @@ import torch
 from s3t.checkpoint import load_checkpoint
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
-from s3t.train import PretrainConfig, ResumeError, load_encoder, pretrain
+from s3t.train import PretrainConfig, ResumeError, load_encoder, pretrain, run_key
 
 MODEL = ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32, cqt=CQTConfig(n_bins=84))
 CONFIG = PretrainConfig(epochs=3, batch_size=4, K=16, warmup_epochs=1, m=0.9, lr=1e-2)
@@ -87,3 +87,13 @@ def test_checkpoint_every_writes_every_nth_epoch_and_the_last(tmp_path):
     assert written == [None, 1, 1, 3, 4]  # after epochs 2 and 4 (indices 1, 3) and the last
     with pytest.raises(ValueError, match="checkpoint_every"):
         pretrain(_clips(), MODEL, config, tmp_path / "d.pt", checkpoint_every=0)
+
+
+def test_run_key_changes_with_the_settings_and_the_code(tmp_path):
+    extra = tmp_path / "stage.py"
+    extra.write_text("a = 1\n")
+    key = run_key({"epochs": 2, "augment": {"shift_p": 0.0}}, extra)
+    assert key == run_key({"augment": {"shift_p": 0.0}, "epochs": 2}, extra)  # key order does not matter
+    assert key != run_key({"epochs": 2, "augment": {"shift_p": 0.4}}, extra)
+    extra.write_text("a = 2\n")
+    assert key != run_key({"epochs": 2, "augment": {"shift_p": 0.0}}, extra)
