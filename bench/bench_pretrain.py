@@ -23,6 +23,10 @@ The augmentation is the paper's (2.3, all four transforms at their published pro
 unless ``--augment params``, which takes params.yaml's ``augment`` section: the step that
 ``dvc repro`` runs at the default scale.
 
+Like the training entry points, the run first has glibc keep freed memory for the next step
+(:mod:`s3t.allocator`); ``--allocator system`` leaves the C library's defaults, to see what
+that setting buys.
+
 With ``--max-batch N`` the run then doubles the batch (from twice ``--batch-size``) while it
 fits, up to N: a batch that raises CUDA out-of-memory ends the search, and the largest that
 ran is reported with its samples/s and MFU (the S3T step alone, without the references).
@@ -45,6 +49,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from s3t.allocator import keep_freed_memory
 from s3t.augment import MusicAugment
 from s3t.model import ModelConfig, clip_moments, standardize
 from s3t.moco import MoCo, info_nce
@@ -198,18 +203,23 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--augment", choices=("paper", "params"), default="paper",
                         help="the paper's augmentation, or params.yaml's (the default recipe's)")
+    parser.add_argument("--allocator", choices=("keep", "system"), default="keep",
+                        help="keep: glibc keeps freed memory for the next step, as training does "
+                        "(s3t.allocator); system: the C library's defaults")
     parser.add_argument("--peak-tflops", type=float, default=None)
     parser.add_argument("--max-batch", type=int, default=None,
                         help="after the run, double the batch up to this while it fits in memory")
     args = parser.parse_args()
     device = torch.device(args.device)
+    kept = args.allocator == "keep" and keep_freed_memory()
 
     rate, flops_per_sample = measure(args, args.batch_size, device)
     ours = rate["S3T step"]
     load = os.getloadavg()[0]
 
     print(f"machine      {machine(device)}")
-    print(f"workload     {args.backbone}, {args.preprocessor}, batch {args.batch_size}, clip {args.clip_frames} frames, {args.steps} timed steps, augmentation: {args.augment}")
+    print(f"workload     {args.backbone}, {args.preprocessor}, batch {args.batch_size}, clip {args.clip_frames} frames, {args.steps} timed steps, augmentation: {args.augment}, "
+          f"allocator: {'keeps freed memory' if kept else 'system defaults'}")
     print(f"S3T step                {ours:10.1f} samples/s   ({flops_per_sample / 1e9:.2f} GFLOP per sample, counted)")
     for name in ("backbone, MoCo's share", "backbone, one view"):
         print(f"{name:23s} {rate[name]:10.1f} samples/s   S3T step = {ours / rate[name]:.2f}x of it")

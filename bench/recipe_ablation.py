@@ -33,6 +33,7 @@ import yaml
 from dvc.utils.hydra import compose_and_dump
 from torch.utils.data import ConcatDataset, Subset
 
+from s3t.allocator import keep_freed_memory
 from s3t.checkpoint import load_checkpoint
 from s3t.cqt import CQTConfig
 from s3t.embed import embed_spectrograms
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--record", type=Path, help="append the row to this CSV (for dvc plots)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    keep_freed_memory()  # as the pretrain stage does
     p = compose(args.overrides)
     data = p["pretrain"]["dataset"]
     features = ROOT / "data" / "features"

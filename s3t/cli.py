@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from s3t.allocator import keep_freed_memory
 from s3t.audio import find_audio_files
 from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_replaceable, load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
@@ -173,6 +174,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if not paths:
         raise CLIError(f"no audio files found under {', '.join(args.audio)}")
     device = _device(args.device)
+    keep_freed_memory()  # the step's large tensors are reused, not page-faulted in anew (s3t.allocator)
     clips, _, rejected = _featurize(paths, model.cqt, device, args.workers, "featurize")
     listed = _write_skipped(args.out, rejected)
     print(f"s3t: {len(clips)} clips for pre-training, {len(rejected)} skipped (listed with reasons in {listed})",

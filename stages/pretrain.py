@@ -28,6 +28,7 @@ from _common import FEATURES, MODELS, REPORTS, ROOT, UNLABELED, WORK, device, lo
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
+from s3t.allocator import keep_freed_memory
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
@@ -82,6 +83,7 @@ def main() -> None:
     rank = dist.get_rank() if dist.is_initialized() else 0
     dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else device()
     log = logger("pretrain" if rank == 0 else f"pretrain rank {rank}")
+    keep_freed_memory()  # the step's large tensors are reused, not page-faulted in anew (s3t.allocator)
 
     store = FeatureStore(FEATURES / section["dataset"])
     # Pre-training never sees the test split of a labeled dataset (memory-mapped, not loaded).

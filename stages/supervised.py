@@ -6,6 +6,7 @@ import sys
 from _common import EMBEDDINGS, FEATURES, MODELS, device, logger, params
 from torch.utils.data import Subset
 
+from s3t.allocator import keep_freed_memory
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.embed import embed_labeled
 from s3t.model import ModelConfig
@@ -16,6 +17,7 @@ from s3t.shards import FeatureStore
 
 def main(dataset: str) -> None:
     log = logger(f"supervised@{dataset}")
+    keep_freed_memory()  # as in pre-training (s3t.allocator)
     section, augment, embed, seed = params("supervised", "augment", "embed", "seed")
     model = ModelConfig.from_dict(load_checkpoint(MODELS / "pretrained.pt")["config"]["model"])
     store = FeatureStore(FEATURES / dataset)
