@@ -243,6 +243,10 @@ def swin_cpu(
     drop_path_rate: float = 0.1,
     in_chans: int = 1,
     absolute_pos_embed: bool = False,
+    patch_size: int = 16,
+    embed_dim: int = 48,
+    depths: Sequence[int] = (2, 2, 2),
+    num_heads: Sequence[int] = (2, 4, 8),
 ) -> nn.Module:
     """A small Swin for CPU runs: same input and window as Swin-T, 1.28 M parameters, ``num_features`` 192.
 
@@ -250,13 +254,16 @@ def swin_cpu(
     8 x 8 windows, the last one window). Patch 16 rather than 8 because it measured 2.4x faster
     forward + backward at a similar parameter count (batch 32 on 2 loaded CPU cores: 1.00 s vs
     2.41 s for patch 8 / embed 32), which is what lets pre-training fit a CPU budget of minutes.
+    ``patch_size``, ``embed_dim``, ``depths`` and ``num_heads`` are open for the recipe
+    ablation (README, "Pre-training recipe at this scale"); ``num_features`` is
+    ``embed_dim * 2**(len(depths) - 1)``.
     """
     return swin_transformer(
         input_size=input_size,
-        patch_size=16,
-        embed_dim=48,
-        depths=(2, 2, 2),
-        num_heads=(2, 4, 8),
+        patch_size=patch_size,
+        embed_dim=embed_dim,
+        depths=depths,
+        num_heads=num_heads,
         window_size=window_size,
         drop_path_rate=drop_path_rate,
         in_chans=in_chans,

@@ -63,6 +63,16 @@ def test_swin_cpu_is_small_and_embeds_a_256_input():
     assert torch.isfinite(out).all()
 
 
+def test_swin_cpu_width_depth_and_patch_are_arguments():
+    wide = swin_cpu(embed_dim=64, depths=(2, 4, 2), patch_size=8, drop_path_rate=0.0).eval()
+    assert wide.num_features == 256
+    assert n_params(wide) > n_params(swin_cpu())
+    x = torch.randn(1, 1, 256, 256, generator=torch.Generator().manual_seed(0))
+    assert wide.forward_features(x).shape[1:3] == (8, 8)  # patch 8: a 32 x 32 grid, halved twice
+    with pytest.raises(ValueError, match="num_heads"):
+        swin_cpu(depths=(2, 2, 2, 2))  # four stages need four head counts
+
+
 def test_swin_cpu_backward_reaches_the_patch_embedding():
     model = swin_cpu()
     x = torch.randn(2, 1, 256, 256, generator=torch.Generator().manual_seed(1))
