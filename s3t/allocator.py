@@ -5,9 +5,10 @@ two crops of a batch are 16.5 MB, then activations and gradients). By default gl
 serves large requests with ``mmap`` and hands freed memory at the top of its heap back to the
 kernel (``M_TRIM_THRESHOLD``), so the next step takes page faults and has the kernel zero the
 same memory again. Its dynamic thresholds adapt to this only in part. Fixing both thresholds
-keeps freed blocks in the heap for reuse: the S3T step on 2 CPU cores ran 227 -> 242 samples/s
-(`python bench/bench_pretrain.py --augment params --allocator system` vs the default, same
-machine), while the bare backbone's step did not change.
+keeps freed blocks in the heap for reuse: the S3T step on 2 CPU cores ran at 248-250 samples/s
+against 228-247 with glibc's defaults, in three paired runs of `python bench/bench_pretrain.py
+--steps 20 --augment params --allocator keep|system` (BENCHMARKS.md), the bare backbone's step
+unchanged.
 
 The cost: the process keeps its peak heap until it exits instead of shrinking between steps,
 which is what a training process needs anyway. Call it once, early, from an entry point (a stage,
