@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 import yaml
 from dvc.utils.hydra import compose_and_dump
-from torch.utils.data import ConcatDataset, Subset
 
 from s3t.allocator import keep_freed_memory
 from s3t.checkpoint import load_checkpoint
@@ -40,7 +39,7 @@ from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
 from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
-from s3t.shards import FeatureStore
+from s3t.shards import FeatureStore, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, run_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,14 +70,10 @@ def main() -> None:
     )
     train_keys = {k: v for k, v in p["pretrain"].items() if k not in ("dataset", "splits", "devices")}
     config = PretrainConfig(**train_keys, seed=p["seed"], augment=dict(p["augment"]))
-    store = FeatureStore(features / data)
-    parts = [Subset(store, [i for i, s in enumerate(store.splits) if s in p["pretrain"]["splits"]])]
-    if "unlabeled" in p["pretrain"]["splits"]:
-        parts.append(FeatureStore(features / data / "unlabeled"))
-    clips = ConcatDataset([part for part in parts if len(part)])
+    clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
 
     name = "_".join(args.overrides).replace("/", "-") or "default"
-    checkpoint = Path(args.work) / f"{name}-{run_key(p, __file__)[:12]}" / "checkpoint.pt"
+    checkpoint = Path(args.work) / f"{name}-{run_key({**p, 'clips': data_digest}, __file__)[:12]}" / "checkpoint.pt"
     start = time.perf_counter()
     history = pretrain(clips, model, config, checkpoint, resume=True)
     minutes = (time.perf_counter() - start) / 60

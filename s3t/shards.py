@@ -101,6 +101,7 @@ __all__ = [
     "featurize_to_shards",
     "merge_shards",
     "plan_shards",
+    "pretraining_clips",
     "prepare_shards",
     "sources_from_folder",
     "sources_from_manifest",
@@ -117,6 +118,10 @@ decoded length in seconds at the CQT's rate; ``shard`` the data file relative to
 
 REJECT_COLUMNS = ("clip_id", "dataset", "split", "path", "reason")
 """Columns of ``rejects.csv``."""
+
+UNLABELED = "unlabeled"
+"""The split name that, in a pre-training selection, adds a dataset's pre-training-only store:
+the sub-store ``<out_dir>/unlabeled`` (the soundtracks' pieces of tracks outside the test split)."""
 
 _PLAN_FORMAT = 1
 _FLOAT_COLUMNS = ("duration_s", "mean", "std", "min", "max")
@@ -788,3 +793,31 @@ class FeatureStore(Sequence):
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()
         return state
+
+
+def pretraining_clips(out_dir: str | os.PathLike, splits: Sequence[str]) -> tuple[torch.utils.data.Dataset, str]:
+    """The clips pre-training reads from the store at ``out_dir``, and a digest of which they are.
+
+    The clips of the store whose split is in ``splits`` (the test split never belongs there) and,
+    when ``splits`` holds :data:`UNLABELED`, every clip of the sub-store ``out_dir/unlabeled``, in
+    that order. The digest (sha256, hex) covers each store's ``plan.json`` (CQT settings and the
+    digest of its input files) and the selected clip ids: a resumable run keyed by it is never
+    resumed on other data.
+
+    Raises:
+        FileNotFoundError: a store (or the ``unlabeled`` sub-store asked for) is missing or unfinished.
+    """
+    root = Path(out_dir)
+    store = FeatureStore(root)
+    picked = [i for i, split in enumerate(store.splits) if split in splits]
+    digest = hashlib.sha256((root / "plan.json").read_bytes())
+    digest.update("\n".join(store.clip_ids[i] for i in picked).encode())
+    parts: list[torch.utils.data.Dataset] = [torch.utils.data.Subset(store, picked)]
+    if UNLABELED in splits:
+        unlabeled = FeatureStore(root / UNLABELED)
+        digest.update((root / UNLABELED / "plan.json").read_bytes())
+        digest.update("\n".join(unlabeled.clip_ids).encode())
+        parts.append(unlabeled)
+    parts = [part for part in parts if len(part)] or parts[:1]
+    clips = torch.utils.data.ConcatDataset(parts) if len(parts) > 1 else parts[0]
+    return clips, digest.hexdigest()

@@ -24,7 +24,7 @@ from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
-from _common import FEATURES, MODELS, REPORTS, ROOT, UNLABELED, WORK, device, logger, params
+from _common import FEATURES, MODELS, REPORTS, ROOT, WORK, device, logger, params
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
@@ -32,14 +32,14 @@ from s3t.allocator import keep_freed_memory
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
-from s3t.shards import FeatureStore
+from s3t.shards import pretraining_clips
 from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
 
-def _hours(parts) -> float:
+def _hours(clips) -> float:
     """Hours of audio in the pre-training clips: the feature index's durations, without reading features."""
     seconds = 0.0
-    for part in parts:
+    for part in clips.datasets if isinstance(clips, ConcatDataset) else [clips]:
         store, index = (part.dataset, part.indices) if isinstance(part, Subset) else (part, range(len(part)))
         seconds += sum(store.rows[i]["duration_s"] for i in index)
     return seconds / 3600
@@ -85,16 +85,12 @@ def main() -> None:
     log = logger("pretrain" if rank == 0 else f"pretrain rank {rank}")
     keep_freed_memory()  # the step's large tensors are reused, not page-faulted in anew (s3t.allocator)
 
-    store = FeatureStore(FEATURES / section["dataset"])
     # Pre-training never sees the test split of a labeled dataset (memory-mapped, not loaded).
     # `unlabeled` in pretrain.splits adds the dataset's pre-training-only store (the soundtracks' pieces
-    # of every track outside the task's test split).
-    parts = [Subset(store, [i for i, split in enumerate(store.splits) if split in section["splits"]])]
-    if UNLABELED in section["splits"]:
-        parts.append(FeatureStore(FEATURES / section["dataset"] / UNLABELED))
-    parts = [part for part in parts if len(part)] or parts[:1]
-    clips = ConcatDataset(parts) if len(parts) > 1 else parts[0]
-    resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section}
+    # of every track outside the task's test split). The data's digest is in the run's key: a finished
+    # run on other clips is never resumed.
+    clips, data_digest = pretraining_clips(FEATURES / section["dataset"], section["splits"])
+    resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section, "clips": data_digest}
     key = run_key(resolved, __file__, ROOT / "stages" / "_common.py")[:16]
     work = WORK / "pretrain" / key
     if rank == 0:
@@ -111,7 +107,7 @@ def main() -> None:
         MODELS.mkdir(exist_ok=True)
         # The released checkpoint also says what it was trained on and with which software (the model card's facts).
         state = record_provenance(work / "checkpoint.pt", MODELS / "pretrained.pt", {
-            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": _hours(parts)})
+            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": _hours(clips)})
         tmp = MODELS / "pretrained.md.tmp"
         tmp.write_text(model_card(state, name="models/pretrained.pt"), encoding="utf-8")
         os.replace(tmp, MODELS / "pretrained.md")

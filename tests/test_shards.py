@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import shutil
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from s3t.cqt import CQT, CQTConfig, num_frames
 from s3t.features import DecodeJob, cqt_batch, decode_files, featurize_files
 from s3t.manifest import ManifestRow, read_manifest, write_manifest
 from s3t.shards import (
+    UNLABELED,
     INDEX_COLUMNS,
     ClipSource,
     FeatureStore,
@@ -35,6 +37,7 @@ from s3t.shards import (
     merge_shards,
     plan_shards,
     prepare_shards,
+    pretraining_clips,
     sources_from_folder,
     sources_from_manifest,
 )
@@ -180,6 +183,33 @@ def test_feature_store_shapes_peaks_labels_and_filters(baseline):
     assert len(FeatureStore(out, dataset="other")) == 0
     clone = pickle.loads(pickle.dumps(store))
     torch.testing.assert_close(clone[3], store[3])
+
+
+def test_pretraining_clips_select_splits_add_the_unlabeled_store_and_name_their_data(baseline, tmp_path):
+    out, _ = baseline
+    root = tmp_path / "store"
+    shutil.copytree(out, root)
+    store = FeatureStore(root)
+    train = [i for i, split in enumerate(store.splits) if split == "train"]
+    clips, digest = pretraining_clips(root, ["train"])
+    assert len(clips) == len(train) == 2
+    torch.testing.assert_close(clips[1], store[train[1]])
+    assert pretraining_clips(root, ["train"])[1] == digest
+    assert pretraining_clips(root, ["train", "valid"])[1] != digest
+    with pytest.raises(FileNotFoundError):
+        pretraining_clips(root, ["train", UNLABELED])
+    shutil.copytree(out, root / UNLABELED)
+    both, with_unlabeled = pretraining_clips(root, ["train", UNLABELED])
+    assert len(both) == len(train) + len(store) and with_unlabeled != digest
+    torch.testing.assert_close(both[len(train)], store[0])
+    # One clip fewer in the unlabeled store is other data, so another digest.
+    index = root / UNLABELED / "index.csv"
+    index.write_text("".join(index.read_text().splitlines(keepends=True)[:-1]))
+    fewer, fewer_digest = pretraining_clips(root, ["train", UNLABELED])
+    assert len(fewer) == len(both) - 1 and fewer_digest not in (digest, with_unlabeled)
+    # Only the unlabeled store, when the labeled one has no clip of the splits asked for.
+    alone, _ = pretraining_clips(root, ["nothing", UNLABELED])
+    assert len(alone) == len(store) - 1
 
 
 def test_cqt_batch_equals_the_per_clip_cqt():
