@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from s3t.cqt import CQTConfig, compress_time
-from s3t.shards import FeatureStore
+from s3t.cqt import CQTConfig
+from s3t.shards import FeatureStore, Recompressed
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAM_SECTIONS = ("seed", "pretrain", "augment", "preprocessor", "backbone", "embed", "probe")
@@ -39,7 +39,7 @@ FORMAT = 1
 
 def compressed(store: FeatureStore, factor: int) -> list[torch.Tensor]:
     """Each clip (F, T) -> (F, ceil(T / factor)) float16, pooled on the linear magnitude."""
-    return [torch.log(compress_time(clip.double().exp(), factor)).to(torch.float16) for clip in store]
+    return [clip.to(torch.float16) for clip in Recompressed(store, factor)]
 
 
 def real_pack(features: Path, factor: int) -> dict:

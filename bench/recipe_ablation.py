@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
 from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
-from s3t.shards import FeatureStore, pretraining_clips
+from s3t.shards import FeatureStore, Recompressed, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, run_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,19 @@ def compose(overrides: list[str]) -> dict:
         out = Path(tmp) / "params.yaml"
         compose_and_dump(out, str(ROOT / "conf"), None, "config", "", overrides)
         return yaml.safe_load(out.read_text())
+
+
+def at_compression(clips, stored: CQTConfig, wanted: CQTConfig):
+    """``clips`` (made with ``stored``) as featurizing with ``wanted`` would give them: the same
+    clips, or :class:`s3t.shards.Recompressed` when ``wanted`` compresses time a whole number of
+    times more (a `cqt.time_compression=N` row needs no new features)."""
+    if wanted == stored:
+        return clips
+    factor, rest = divmod(wanted.time_compression, stored.time_compression)
+    if rest or dataclasses.replace(stored, time_compression=wanted.time_compression) != wanted:
+        raise SystemExit(f"the features were made with {stored}; this row asks for {wanted}. Only a multiple of "
+                         "the stored time_compression can be derived from them: featurize again (dvc repro featurize)")
+    return Recompressed(clips, factor)
 
 
 def main() -> None:
@@ -71,6 +85,7 @@ def main() -> None:
     train_keys = {k: v for k, v in p["pretrain"].items() if k not in ("dataset", "splits", "devices")}
     config = PretrainConfig(**train_keys, seed=p["seed"], augment=dict(p["augment"]))
     clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
+    clips = at_compression(clips, FeatureStore(features / data).cqt_config, model.cqt)
 
     name = "_".join(args.overrides).replace("/", "-") or "default"
     checkpoint = Path(args.work) / f"{name}-{run_key({**p, 'clips': data_digest}, __file__)[:12]}" / "checkpoint.pt"
@@ -89,8 +104,9 @@ def main() -> None:
     probe = ProbeConfig(epochs=p["probe"]["epochs"], batch_size=p["probe"]["batch_size"][p["eval_datasets"][0]],
                         warmup_epochs=p["probe"]["warmup_epochs"], seed=p["seed"])
     cells, valid = [], []
-    for x in (embed_spectrograms(encoder.eval(), eval_store), embed_spectrograms(random_init.eval(), eval_store),
-              handcrafted_embeddings(eval_store)):
+    eval_clips = at_compression(eval_store, eval_store.cqt_config, model.cqt)
+    for x in (embed_spectrograms(encoder.eval(), eval_clips), embed_spectrograms(random_init.eval(), eval_clips),
+              handcrafted_embeddings(eval_clips)):
         _, result, _ = probe_splits(x, labels, eval_store.splits, label_set, False, config=probe, grid=DEFAULT_GRID,
                                     knn=True)
         cells.append(f"{100 * result['valid']['top1']:.1f} / {100 * result['knn']['valid']:.1f}")

@@ -82,7 +82,7 @@ import numpy as np
 import torch
 
 from s3t.audio import find_audio_files
-from s3t.cqt import CQT, CQTConfig
+from s3t.cqt import CQT, CQTConfig, compress_time
 from s3t.cqt import IMPLEMENTATION as CQT_IMPLEMENTATION
 from s3t.features import Decoded, cqt_batch, decode_files
 from s3t.manifest import LABEL_SEPARATOR, ManifestRow
@@ -92,6 +92,7 @@ __all__ = [
     "REJECT_COLUMNS",
     "ClipSource",
     "FeatureStore",
+    "Recompressed",
     "IncompleteShardsError",
     "ShardJob",
     "ShardPlanError",
@@ -821,3 +822,26 @@ def pretraining_clips(out_dir: str | os.PathLike, splits: Sequence[str]) -> tupl
     parts = [part for part in parts if len(part)] or parts[:1]
     clips = torch.utils.data.ConcatDataset(parts) if len(parts) > 1 else parts[0]
     return clips, digest.hexdigest()
+
+
+class Recompressed(torch.utils.data.Dataset):
+    """Stored log-CQT clips seen at ``factor`` times the time compression they were made with.
+
+    Item ``i`` is ``log(compress_time(exp(clips[i]), factor))``, a ``(F, ceil(T_i / factor))``
+    float32 tensor: the frames are averaged on the linear magnitude, as the CQT compresses
+    (:func:`s3t.cqt.compress_time` before the log), so it equals, up to the store's float16
+    rounding, what featurizing with ``time_compression * factor`` stores (all frames of it when the
+    store's compression is 1; otherwise the last frame differs, since the store's last, partial
+    frame is averaged in as a whole one). It lets an ablation try
+    a coarser compression (paper 3.2 compresses 100x) without featurizing the audio again.
+    """
+
+    def __init__(self, clips: Sequence[torch.Tensor] | torch.utils.data.Dataset, factor: int) -> None:
+        _check_positive_int("factor", factor)
+        self.clips, self.factor = clips, factor
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        return torch.log(compress_time(self.clips[index].float().exp(), self.factor))

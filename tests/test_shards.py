@@ -5,6 +5,7 @@ worker processes, resuming after an interruption, and a bounded number of decode
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -28,6 +29,7 @@ from s3t.shards import (
     INDEX_COLUMNS,
     ClipSource,
     FeatureStore,
+    Recompressed,
     IncompleteShardsError,
     ShardJob,
     ShardPlanError,
@@ -210,6 +212,24 @@ def test_pretraining_clips_select_splits_add_the_unlabeled_store_and_name_their_
     # Only the unlabeled store, when the labeled one has no clip of the splits asked for.
     alone, _ = pretraining_clips(root, ["nothing", UNLABELED])
     assert len(alone) == len(store) - 1
+
+
+def test_recompressed_clips_equal_featurizing_with_the_coarser_compression(corpus, baseline, tmp_path):
+    out, _ = baseline
+    coarse = tmp_path / "coarse"
+    featurize_to_shards(corpus, coarse, dataclasses.replace(CFG, time_compression=3 * CFG.time_compression),
+                        clips_per_shard=CLIPS_PER_SHARD, batch_size=2, min_seconds=MIN_SECONDS)
+    want, got = FeatureStore(coarse), Recompressed(FeatureStore(out), 3)
+    assert len(got) == len(want) == len(GOOD)
+    for i in range(len(want)):
+        assert got[i].shape == want[i].shape and got[i].dtype == torch.float32
+        # Both sides went through float16 once; log-magnitudes of these tones are within [-14, 3]. The
+        # last frame differs: a partial block of the stored compression counts as a whole frame here.
+        torch.testing.assert_close(got[i][:, :-1], want[i][:, :-1], atol=0.02, rtol=0.0)
+    torch.testing.assert_close(Recompressed(FeatureStore(out), 1)[2], FeatureStore(out)[2])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="factor"):
+            Recompressed(FeatureStore(out), bad)
 
 
 def test_cqt_batch_equals_the_per_clip_cqt():
