@@ -843,5 +843,7 @@ class Recompressed(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index) -> torch.Tensor:
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
         return torch.log(compress_time(self.clips[index].float().exp(), self.factor))

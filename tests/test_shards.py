@@ -227,6 +227,7 @@ def test_recompressed_clips_equal_featurizing_with_the_coarser_compression(corpu
         # last frame differs: a partial block of the stored compression counts as a whole frame here.
         torch.testing.assert_close(got[i][:, :-1], want[i][:, :-1], atol=0.02, rtol=0.0)
     torch.testing.assert_close(Recompressed(FeatureStore(out), 1)[2], FeatureStore(out)[2])
+    assert [c.shape for c in got[1:3]] == [got[1].shape, got[2].shape]  # slices give lists, as the store's
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="factor"):
             Recompressed(FeatureStore(out), bad)
