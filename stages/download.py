@@ -19,7 +19,7 @@ from s3t.corpus import GENRES, generate_corpus
 from s3t.datasets import write_dataset_manifest
 from s3t.datasets.debian import DebError
 from s3t.datasets.download import ArchiveError, DownloadError, fetch_dataset
-from s3t.datasets.soundtracks import fetch_soundtracks, make_clips, soundtracks_available
+from s3t.datasets.soundtracks import fetch_soundtracks, make_clips, read_index, soundtracks_available
 
 
 def main(dataset: str) -> None:
@@ -31,10 +31,11 @@ def main(dataset: str) -> None:
         generate_corpus(root, corpus["clips_per_genre"], seed=seed, genres=genres, seconds=corpus["seconds"], workers=corpus["workers"])
     elif dataset == "soundtracks":
         section = params("soundtracks")
+        entries = read_index(pretraining_packages=section["pretraining_packages"])
         try:
-            fetched = fetch_soundtracks(root)
+            fetched = fetch_soundtracks(root, entries)
             log.info("tracks: %s", fetched)
-            log.info("clips: %s", make_clips(root, clip_seconds=section["clip_seconds"], workers=section["workers"]))
+            log.info("clips: %s", make_clips(root, entries, clip_seconds=section["clip_seconds"], workers=section["workers"]))
         except (DownloadError, DebError, ArchiveError) as err:
             sys.exit(f"download@soundtracks: {err}")
     elif dataset == "unlabeled":
@@ -53,7 +54,8 @@ def main(dataset: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--check":
-        ok, why = soundtracks_available(RAW / "soundtracks")
+        entries = read_index(pretraining_packages=params("soundtracks")["pretraining_packages"])
+        ok, why = soundtracks_available(RAW / "soundtracks", entries)
         print(why)
         sys.exit(0 if ok else 3)
     main(sys.argv[1])

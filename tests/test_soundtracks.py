@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import yaml
 
 from s3t.datasets.download import ChecksumError, DownloadError, UnsafeArchiveError
 from s3t.datasets.soundtracks import (
@@ -83,6 +84,32 @@ def test_split_tracks_is_by_track_deterministic_and_leaves_short_tracks_to_pretr
     again = split_tracks([IndexEntry(**{**e.__dict__, "split": ""}) for e in entries])
     assert again == entries  # the shipped splits are what split_tracks gives
     assert all(e.split == "" for e in again if e.duration_s < 40)
+
+
+def test_packages_without_a_class_give_pretraining_audio_only():
+    entries = read_index()
+    unlabeled_only = {name for name, info in PACKAGES.items() if not info.label}
+    assert unlabeled_only and unlabeled_only <= {e.package for e in entries}
+    # Even a long track of such a package gets no task split, whatever the order split_tracks sees.
+    again = split_tracks([IndexEntry(**{**e.__dict__, "split": ""}) for e in reversed(entries)])
+    assert all(e.split == "" for e in again if e.package in unlabeled_only)
+    assert any(e.duration_s >= 90 for e in entries if e.package in unlabeled_only)
+    plan = clip_plan(entries)
+    for c in plan:
+        if c.entry.package in unlabeled_only:
+            assert c.split == "unlabeled" and c.path.startswith(f"unlabeled/{c.entry.package}/{c.entry.package}--")
+    task_labels = {PACKAGES[c.entry.package].label for c in plan if c.split != "unlabeled"}
+    assert "" not in task_labels and len(task_labels) == 5
+
+
+def test_the_index_without_pretraining_packages_is_the_task_packages_whole():
+    entries, task_only = read_index(), read_index(pretraining_packages=False)
+    assert {e.package for e in task_only} == {name for name, info in PACKAGES.items() if info.label}
+    assert task_only == [e for e in entries if PACKAGES[e.package].label]
+    assert len(task_only) < len(entries)
+    # The task is the same either way: the clips of the train/valid/test splits do not change.
+    task = [c for c in clip_plan(entries) if c.split != "unlabeled"]
+    assert task == [c for c in clip_plan(task_only) if c.split != "unlabeled"]
 
 
 def test_clip_plan_never_cuts_test_tracks_for_pretraining():
@@ -253,6 +280,7 @@ def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
     (tmp_path / "stages").mkdir()
     for name in ("_common.py", "download.py"):
         shutil.copy(root / "stages" / name, tmp_path / "stages" / name)
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")  # soundtracks.pretraining_packages
     empty = tmp_path / "bin"
     empty.mkdir()
     check = [sys.executable, str(tmp_path / "stages" / "download.py"), "--check", "soundtracks"]
@@ -264,4 +292,6 @@ def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
     (empty / "apt-get").write_text("#!/bin/sh\nexit 0\n")
     (empty / "apt-get").chmod(0o755)
     done = subprocess.run(check, env={"PATH": str(empty), **kept}, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "apt-get can fetch 5 package(s)" in done.stdout
+    chosen = yaml.safe_load((root / "params.yaml").read_text())["soundtracks"]["pretraining_packages"]
+    packages = len({e.package for e in read_index(pretraining_packages=chosen)})
+    assert done.returncode == 0 and f"apt-get can fetch {packages} package(s)" in done.stdout

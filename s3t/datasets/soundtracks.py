@@ -36,6 +36,12 @@ Choices where nothing prescribes one (documented, tested):
   smallest download that gives five classes (522 MB, 5 h 20 min of music): colobot-common-sounds,
   drascula-music, freedroidrpg-data, hedgewars-data, singularity-music. ufoai-music (63 tracks)
   hides its music inside a .pk3 (zip) archive and naev-data / widelands-data are 350-380 MB.
+* Pre-training-only packages (``label == ""``): six more of the list, naev-data, widelands-data,
+  marsshooter-data, flare-game, pushover-data and asc-music (964 MB, 5 h 55 min of music in 115
+  tracks), give no class: every track of theirs is cut into pre-training clips and none is in a
+  split. They are in the shipped index; ``read_index(pretraining_packages=False)`` (the pipeline's
+  default, ``soundtracks.pretraining_packages``) leaves them out, since at the default's sample budget
+  they did not raise the validation score (README, recipe ablation).
 * Music files: only each package's music folder (game data packages also hold sound effects),
   files of at least 30 s, deduplicated by content (drascula-music links the same tracks from
   five language folders; only ``audio/`` holds regular files).
@@ -90,7 +96,7 @@ class SoundtrackPackage:
     """One Debian package of the dataset: its class label, where its music lies, its licence."""
 
     name: str
-    label: str
+    label: str  # the task's class; "" for a package that gives pre-training audio only
     music_dirs: tuple[str, ...]  # package paths whose audio files (any depth) are music
     licence: str  # of the music, from the package's own copyright file
     copyright: str  # holders named there
@@ -120,6 +126,32 @@ PACKAGES: dict[str, SoundtrackPackage] = {
         SoundtrackPackage(
             "singularity-music", "singularity", ("usr/share/games/singularity/music",), "CC-BY-SA-3.0",
             "2007-2008, 2012 Max McCracken", "https://github.com/singularity/singularity",
+        ),
+        # Pre-training audio only (no class): every track is cut into unlabeled clips.
+        SoundtrackPackage(
+            "naev-data", "", ("usr/share/naev/dat/snd/music",),
+            "per track: GPL-2+ / GPL-3 or CC-BY-3.0 / CC-BY-3.0 / CC-BY-SA-3.0 / public domain",
+            "Vega Strike, Nikola Whallon, Zeropage, Askyel and others (per track in the package's copyright file)",
+            "https://naev.org",
+        ),
+        SoundtrackPackage(
+            "widelands-data", "", ("usr/share/games/widelands/data/music",), "GPL-2+ (ingame_24-26: CC-BY-SA-3.0)",
+            "2002-2019 the Widelands Development Team; ingame_24-26 Stuart Marshall", "https://www.widelands.org",
+        ),
+        SoundtrackPackage(
+            "marsshooter-data", "", ("usr/share/games/marsshooter/audio/music",), "CC-BY-SA-3.0",
+            "2011 Obsidian Shell", "https://github.com/thelaui/M.A.R.S.",
+        ),
+        SoundtrackPackage(
+            "flare-game", "", ("usr/share/games/flare/mods/fantasycore/music",), "CC-BY-SA-3.0+",
+            "2012-2021 Clint Bellanger and others", "https://flarerpg.org",
+        ),
+        SoundtrackPackage(
+            "pushover-data", "", ("usr/share/pushover/themes",), "GPL-3+",
+            "2008-2018 Roberto Lorenz (music composition and arrangement)", "https://github.com/pushover/pushover.github.io",
+        ),
+        SoundtrackPackage(
+            "asc-music", "", ("usr/share/games/asc/music",), "GPL-2+", "2002 Michael Kievernagel", "http://www.asc-hq.de",
         ),
     )
 }
@@ -173,8 +205,9 @@ class Clip:
 # ----------------------------------------------------------------------------- the index
 
 
-def read_index(path: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
-    """The shipped index (``s3t/datasets/splits/soundtracks_index.csv``), or the one at ``path``."""
+def read_index(path: str | os.PathLike[str] | None = None, *, pretraining_packages: bool = True) -> list[IndexEntry]:
+    """The shipped index (``s3t/datasets/splits/soundtracks_index.csv``), or the one at ``path``;
+    without the packages that have no class (pre-training audio only) unless ``pretraining_packages``."""
     if path is None:
         text = resources.files(__package__).joinpath("splits", INDEX_RESOURCE).read_text(encoding="utf-8")
     else:
@@ -182,7 +215,10 @@ def read_index(path: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
     reader = csv.DictReader(text.splitlines())
     if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
         raise ValueError(f"soundtracks index must have the columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}")
-    return [IndexEntry(**{**row, "duration_s": float(row["duration_s"])}) for row in reader]
+    entries = [IndexEntry(**{**row, "duration_s": float(row["duration_s"])}) for row in reader]
+    if not pretraining_packages:
+        entries = [e for e in entries if e.package not in PACKAGES or PACKAGES[e.package].label]
+    return entries
 
 
 def write_index(entries: Iterable[IndexEntry], path: str | os.PathLike[str]) -> None:
@@ -238,12 +274,14 @@ def index_package(tree: str | os.PathLike[str], package: str, version: str) -> l
 def split_tracks(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
     """Assign each track its task split (see the module docstring); returns new entries, same order.
 
-    Per package: tracks of at least :data:`TASK_MIN_SECONDS` ordered by sha256, the first
-    ``round(0.2 n)`` test, the next ``round(0.2 n)`` valid, the rest train; shorter tracks get
-    ``""`` (pre-training only).
+    Per package with a class: tracks of at least :data:`TASK_MIN_SECONDS` ordered by sha256, the
+    first ``round(0.2 n)`` test, the next ``round(0.2 n)`` valid, the rest train; shorter tracks,
+    and every track of a package without a class, get ``""`` (pre-training only).
     """
     splits: dict[str, str] = {}
     for package in sorted({e.package for e in entries}):
+        if package in PACKAGES and not PACKAGES[package].label:
+            continue
         task = sorted((e for e in entries if e.package == package and e.duration_s >= TASK_MIN_SECONDS), key=lambda e: e.sha256)
         n_test, n_valid = round(TEST_FRACTION * len(task)), round(VALID_FRACTION * len(task))
         for i, e in enumerate(task):
@@ -482,12 +520,18 @@ def _span(start_s: float, end_s: float) -> str:
     return f"{round(start_s * 1000):07d}-{round(end_s * 1000):07d}ms"
 
 
+def _clip_prefix(package: str) -> str:
+    """Clip names start with the class label, or the package name where there is none."""
+    info = PACKAGES.get(package)
+    return info.label if info is not None and info.label else package
+
+
 def clip_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECONDS) -> list[Clip]:
     """Every clip of the dataset: task clips of the train/valid/test tracks, and pre-training
     clips of every track not in the test split (see the module docstring for the positions)."""
     clips: list[Clip] = []
     for e in entries:
-        d, stem = e.duration_s, f"{PACKAGES[e.package].label if e.package in PACKAGES else e.package}--{_slug(e.title)}"
+        d, stem = e.duration_s, f"{_clip_prefix(e.package)}--{_slug(e.title)}"
         if e.split:
             n = 3 if d >= 3 * clip_seconds else 2
             spare = d - n * clip_seconds
