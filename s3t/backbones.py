@@ -17,6 +17,9 @@ Variants (paper Sections 3.2 and 3.3.2, Table 3):
 - Every Swin takes ``absolute_pos_embed`` (off by default, as in the paper's Swin-T), a learned
   embedding per patch position (:class:`PatchEmbedWithPosition`).
 - ``resnet50``: timm's ResNet-50 with one input channel and global average pooling (Table 3).
+- ``resnet_cpu``: a ResNet-18-shaped CNN (basic blocks, depths {2, 2, 2, 2}) narrowed to stage
+  widths {8, 16, 32, 64}, so that its forward costs about what ``swin_cpu``'s does (0.8x the
+  FLOPs): the "is it the Swin?" control of the recipe ablation. Not in the paper.
 - ``cnn_bigru``: our stand-in for the paper's "MSNet-based BiGRU" (Table 3).
 
 Ambiguities and choices:
@@ -291,6 +294,38 @@ def resnet50(input_size: int = 256, in_chans: int = 1) -> nn.Module:
         )
     return timm.create_model(
         "resnet50", pretrained=False, in_chans=in_chans, num_classes=0, global_pool="avg"
+    )
+
+
+@register_backbone("resnet_cpu")
+def resnet_cpu(
+    input_size: int = 256,
+    in_chans: int = 1,
+    *,
+    width: int = 8,
+    layers: Sequence[int] = (2, 2, 2, 2),
+    drop_path_rate: float = 0.0,
+) -> nn.Module:
+    """timm ResNet with basic blocks, stage widths ``width * (1, 2, 4, 8)``, global average
+    pooling, no classifier; ``num_features = 8 * width``.
+
+    The stem is timm's "deep" one (three 3 x 3 convolutions, ``width / 2`` channels), since the
+    plain 7 x 7 stem has 64 channels whatever the width and would cost more than the rest. At the
+    defaults (ResNet-18's depths, width 8) a 256 x 256 forward is 0.085 GFLOP against
+    ``swin_cpu``'s 0.106 (``torch.utils.flop_counter.FlopCounterMode``, one sample; width 10 would
+    be 0.132), with 0.18 M parameters against 1.28 M: a convolutional network of about the same
+    cost, the control the recipe ablation compares the Swin with. Per-stage features
+    (``forward_intermediates``) work as for the Swins, so ``embed_pooling: stages`` applies.
+    """
+    from timm.models.resnet import BasicBlock, ResNet
+
+    if input_size < 32:
+        raise ValueError(f"input_size {input_size} is smaller than the ResNet's total stride of 32; use input_size >= 32")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2 or width % 2:
+        raise ValueError(f"width must be an even integer >= 2 (the stem has width / 2 channels), got {width!r}")
+    return ResNet(
+        BasicBlock, list(layers), num_classes=0, in_chans=in_chans, global_pool="avg", stem_type="deep",
+        stem_width=width // 2, channels=(width, 2 * width, 4 * width, 8 * width), drop_path_rate=drop_path_rate,
     )
 
 

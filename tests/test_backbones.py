@@ -13,6 +13,7 @@ from s3t.backbones import (
     list_backbones,
     register_backbone,
     resnet50,
+    resnet_cpu,
     swin_cpu,
     swin_stage_resolutions,
     swin_t,
@@ -115,6 +116,37 @@ def test_resnet50_embeds_a_small_input():
     assert out.shape == (2, model.num_features) == (2, 2048)
     # Global average pooling after a ReLU: every feature is non-negative.
     assert (out >= 0).all()
+
+
+def _forward_gflop(model: torch.nn.Module, size: int = 256) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.randn(1, 1, size, size, generator=torch.Generator().manual_seed(0)))
+    return counter.get_total_flops() / 1e9
+
+
+def test_resnet_cpu_costs_about_what_swin_cpu_costs_and_embeds_by_stage():
+    from s3t.model import Encoder, ModelConfig
+
+    cnn, swin = resnet_cpu(), swin_cpu()
+    ratio = _forward_gflop(cnn) / _forward_gflop(swin)
+    assert 0.7 < ratio < 1.0, ratio  # the control is no bigger than the Swin it is compared with
+    assert n_params(cnn) < n_params(swin) and cnn.num_features == 64
+    assert "resnet_cpu" in list_backbones()
+    encoder = Encoder(ModelConfig(backbone="resnet_cpu", embed_pooling="stages")).eval()
+    x = torch.randn(3, 84, encoder.frames, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        emb = encoder.embed(x)
+    # Mean and std of every stage: the stem (width / 2 * 2 = 8 channels) and four stages 8-64.
+    assert emb.shape == (3, encoder.embedding_dim) == (3, 2 * (8 + 8 + 16 + 32 + 64))
+    assert torch.isfinite(emb).all() and not torch.allclose(emb[0], emb[1])
+
+
+@pytest.mark.parametrize("width", [0, 7, 2.0, True])
+def test_resnet_cpu_rejects_a_width_its_stem_cannot_halve(width):
+    with pytest.raises(ValueError, match="width must be an even integer"):
+        resnet_cpu(width=width)
 
 
 def test_resnet50_rejects_an_input_below_its_stride():
