@@ -93,6 +93,7 @@ __all__ = [
     "ClipSource",
     "FeatureStore",
     "Recompressed",
+    "audio_hours",
     "IncompleteShardsError",
     "ShardJob",
     "ShardPlanError",
@@ -822,6 +823,19 @@ def pretraining_clips(out_dir: str | os.PathLike, splits: Sequence[str]) -> tupl
     parts = [part for part in parts if len(part)] or parts[:1]
     clips = torch.utils.data.ConcatDataset(parts) if len(parts) > 1 else parts[0]
     return clips, digest.hexdigest()
+
+
+def audio_hours(clips: torch.utils.data.Dataset) -> float:
+    """Hours of audio in what :func:`pretraining_clips` returns (a store, a ``Subset`` of one, or a
+    ``ConcatDataset`` of those), from the index's ``duration_s``: no feature is read."""
+    seconds = 0.0
+    for part in clips.datasets if isinstance(clips, torch.utils.data.ConcatDataset) else [clips]:
+        if isinstance(part, torch.utils.data.Subset):
+            store, index = part.dataset, part.indices
+        else:
+            store, index = part, range(len(part))
+        seconds += sum(store.rows[i]["duration_s"] for i in index)
+    return seconds / 3600
 
 
 class Recompressed(torch.utils.data.Dataset):

@@ -25,24 +25,14 @@ from dataclasses import asdict
 import torch
 import torch.distributed as dist
 from _common import FEATURES, MODELS, REPORTS, ROOT, WORK, device, logger, params
-from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
 from s3t.allocator import keep_freed_memory
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
-from s3t.shards import pretraining_clips
+from s3t.shards import audio_hours, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
-
-
-def _hours(clips) -> float:
-    """Hours of audio in the pre-training clips: the feature index's durations, without reading features."""
-    seconds = 0.0
-    for part in clips.datasets if isinstance(clips, ConcatDataset) else [clips]:
-        store, index = (part.dataset, part.indices) if isinstance(part, Subset) else (part, range(len(part)))
-        seconds += sum(store.rows[i]["duration_s"] for i in index)
-    return seconds / 3600
 
 
 def configs() -> tuple[ModelConfig, PretrainConfig, dict]:
@@ -107,7 +97,7 @@ def main() -> None:
         MODELS.mkdir(exist_ok=True)
         # The released checkpoint also says what it was trained on and with which software (the model card's facts).
         state = record_provenance(work / "checkpoint.pt", MODELS / "pretrained.pt", {
-            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": _hours(clips)})
+            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": audio_hours(clips)})
         tmp = MODELS / "pretrained.md.tmp"
         tmp.write_text(model_card(state, name="models/pretrained.pt"), encoding="utf-8")
         os.replace(tmp, MODELS / "pretrained.md")

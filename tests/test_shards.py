@@ -26,6 +26,7 @@ from s3t.features import DecodeJob, cqt_batch, decode_files, featurize_files
 from s3t.manifest import ManifestRow, read_manifest, write_manifest
 from s3t.shards import (
     UNLABELED,
+    audio_hours,
     INDEX_COLUMNS,
     ClipSource,
     FeatureStore,
@@ -212,6 +213,19 @@ def test_pretraining_clips_select_splits_add_the_unlabeled_store_and_name_their_
     # Only the unlabeled store, when the labeled one has no clip of the splits asked for.
     alone, _ = pretraining_clips(root, ["nothing", UNLABELED])
     assert len(alone) == len(store) - 1
+
+
+def test_audio_hours_sums_the_selected_clips_durations(baseline, tmp_path):
+    out, _ = baseline
+    root = tmp_path / "store"
+    shutil.copytree(out, root)
+    shutil.copytree(out, root / UNLABELED)
+    store = FeatureStore(root)
+    seconds = {c: float(r["duration_s"]) for c, r in zip(store.clip_ids, store.rows)}
+    train = sum(seconds[c] for c, s in zip(store.clip_ids, store.splits) if s == "train")
+    assert audio_hours(pretraining_clips(root, ["train"])[0]) == pytest.approx(train / 3600)
+    both = pretraining_clips(root, ["train", UNLABELED])[0]
+    assert audio_hours(both) == pytest.approx((train + sum(seconds.values())) / 3600)
 
 
 def test_recompressed_clips_equal_featurizing_with_the_coarser_compression(corpus, baseline, tmp_path):
