@@ -3,7 +3,11 @@ hand-crafted log-CQT statistics, on a featurized dataset's validation split.
 
 Each row: embeddings of every clip, then a logistic regression (features standardised with
 training-split statistics, C chosen on the validation split from a small grid), the validation
-top-1 at that C. Test accuracy is printed only with --test: settings are chosen on validation.
+top-1 at that C; or, with ``--probe pipeline``, the pipeline's own probe (``s3t.probe``: the
+lr x weight-decay grid chosen on valid, as ``probe.protocol: grid``, with the soundtracks'
+batch of 16) and its k-NN, shown as "linear / k-NN". ``--seed`` seeds the Random-Init
+encoder and the pipeline probe as ``bench/recipe_ablation.py seed=N`` does. Test accuracy is
+printed only with --test: settings are chosen on validation.
 
     python bench/embedding_ablation.py --features data/features/soundtracks --checkpoint models/pretrained.pt
 """
@@ -23,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
+from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
 from s3t.shards import FeatureStore
 from s3t.train import load_encoder
 
@@ -44,12 +49,25 @@ def logistic_top1(x: np.ndarray, labels: list[str], splits: list[str]) -> tuple[
     return best[1], best[0], best[2]
 
 
+def pipeline_top1(x: torch.Tensor, labels: list[str], splits: list[str], seed: int) -> tuple[str, str, str]:
+    """("lr/wd", "valid linear / k-NN", "test linear / k-NN") of the pipeline's grid probe."""
+    config = ProbeConfig(epochs=50, batch_size=16, warmup_epochs=5, seed=seed)
+    _, result, _ = probe_splits(x, [(label,) for label in labels], splits, sorted(set(labels)), False,
+                                config=config, grid=DEFAULT_GRID, knn=True)
+    chosen = f"{result['selection']['lr']:g}/{result['selection']['weight_decay']:g}"
+    valid = f"{100 * result['valid']['top1']:.1f} / {100 * result['knn']['valid']:.1f}"
+    test = f"{100 * result['top1']:.1f} / {100 * result['knn']['test']['top1']:.1f}"
+    return chosen, valid, test
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--poolings", nargs="+", default=["final", "stages"])
+    parser.add_argument("--probe", choices=("logistic", "pipeline"), default="logistic")
+    parser.add_argument("--seed", type=int, default=0, help="Random-Init weights and the pipeline probe")
     parser.add_argument("--test", action="store_true", help="also print test top-1 (only once settings are chosen)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -58,17 +76,22 @@ def main() -> None:
     splits = list(store.splits)
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}; {len(store)} clips; valid {splits.count('valid')}, test {splits.count('test')}")
-    print("| embedding | segments | pooling | dim | C | valid top-1 |" + (" test top-1 |" if args.test else ""))
+    chosen = "C" if args.probe == "logistic" else "lr/wd"
+    print(f"| embedding | segments | pooling | dim | {chosen} | valid top-1 |" + (" test top-1 |" if args.test else ""))
     print("|---|---|---|---|---|---|" + ("---|" if args.test else ""))
 
     def row(name: str, segments: object, pooling: str, x: torch.Tensor) -> None:
-        c, valid, test = logistic_top1(x.numpy().astype(np.float64), labels, splits)
-        tail = f" {100 * test:.1f} |" if args.test else ""
-        print(f"| {name} | {segments} | {pooling} | {x.shape[1]} | {c:g} | {100 * valid:.1f} |{tail}", flush=True)
+        if args.probe == "pipeline":
+            c, valid, test = pipeline_top1(x, labels, splits, args.seed)
+        else:
+            best_c, top1, test_top1 = logistic_top1(x.numpy().astype(np.float64), labels, splits)
+            c, valid, test = f"{best_c:g}", f"{100 * top1:.1f}", f"{100 * test_top1:.1f}"
+        tail = f" {test} |" if args.test else ""
+        print(f"| {name} | {segments} | {pooling} | {x.shape[1]} | {c} | {valid} |{tail}", flush=True)
 
     row("hand-crafted log-CQT stats", "-", "-", handcrafted_embeddings(store))
     for method, random_init in (("S3T", False), ("Random-Init", True)):
-        encoder = load_encoder(args.checkpoint, random_init=random_init)
+        encoder = load_encoder(args.checkpoint, random_init=random_init, seed=args.seed)
         for pooling in args.poolings:
             encoder.config = dataclasses.replace(encoder.config, embed_pooling=pooling)
             for segments in args.segments:

@@ -11,6 +11,12 @@ Choices where the paper is silent:
 * How a whole clip becomes one vector (the paper says only "representations"). The config
   carries it (``embed_segments``, ``embed_pooling``) so every tool that loads a checkpoint
   embeds the way the run that made it chose on validation; see :mod:`s3t.embed`.
+  ``stages`` pools each stage's map over all positions, so it keeps no absolute frequency:
+  a Swin without a position embedding sees the same patterns alike wherever they sit on
+  the CQT axis. ``bands`` keeps it: mean and standard deviation over time and within each
+  octave of the CQT (rows of a stage's map weighted by how many input rows of each octave
+  they cover, the pre-processor's :meth:`row_bins`), so a folded or tiled input pools each
+  octave's rows from every fold or tile together.
 * The log-CQT of each clip is standardised to zero mean
 and unit variance over its valid frames before augmentation. This removes the recording
 gain (which says nothing about genre) and makes 0.0 the clip mean, the natural fill value
@@ -30,7 +36,7 @@ from s3t.cqt import CQTConfig
 from s3t.preprocess import build_preprocessor
 
 
-POOLINGS = ("final", "stages")
+POOLINGS = ("final", "stages", "bands")
 """How :meth:`Encoder.embed` turns a view into a vector; see :mod:`s3t.embed`."""
 
 
@@ -44,7 +50,7 @@ class ModelConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     cqt: CQTConfig = field(default_factory=CQTConfig)
     embed_segments: int = 1  # consecutive segments a clip is cut into, each encoded, then averaged
-    embed_pooling: str = "final"  # "final": the backbone's pooled output; "stages": mean+std of every stage
+    embed_pooling: str = "final"  # "final": pooled output; "stages": mean+std of every stage; "bands": per octave
 
     def __post_init__(self) -> None:
         if self.embed_segments < 1:
@@ -91,6 +97,40 @@ def clip_moments(
     var = ((col_sq * valid).sum(dim=1) / count - mean.square()).clamp(min=0.0)
     std = torch.sqrt(var + eps)
     return mean.to(spec.dtype).view(B, 1, 1), std.to(spec.dtype).view(B, 1, 1)
+
+
+def band_weights(row_bins: torch.Tensor, rows: int, band_bins: int, n_bands: int) -> torch.Tensor:
+    """How a map of ``rows`` rows over an input of S rows pools into frequency bands.
+
+    row_bins: (S,) long, the CQT bin of each input row or -1 for rows that hold none (the
+    pre-processor's ``row_bins``); map row h covers input rows [h * S / rows, (h + 1) * S / rows).
+    Returns (rows, n_bands) float32: entry (h, k) is the share of band k (bins [k * band_bins,
+    (k + 1) * band_bins)) of input rows that map row h covers, so every column sums to 1, or
+    is all 0 for a band no input row holds (an input cut below the highest bins).
+    """
+    size = row_bins.numel()
+    if rows < 1 or size % rows:
+        raise ValueError(f"a map of {rows} rows does not tile an input of {size} rows")
+    if band_bins < 1 or n_bands < 1:
+        raise ValueError(f"band_bins and n_bands must be >= 1, got {band_bins} and {n_bands}")
+    held = row_bins >= 0
+    bands = torch.where(held, row_bins // band_bins, 0)
+    if int(bands.max()) >= n_bands:
+        raise ValueError(f"row bins reach band {int(bands.max())}, beyond the {n_bands} bands")
+    onehot = torch.nn.functional.one_hot(bands, n_bands).float() * held[:, None]  # (S, n_bands)
+    counts = onehot.view(rows, size // rows, n_bands).sum(1)  # (rows, n_bands) input rows of each band
+    return counts / counts.sum(0, keepdim=True).clamp(min=1.0)
+
+
+def band_moments(feature_map: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) map, (H, K) :func:`band_weights` -> (B, 2 C K): per channel and band, the
+    mean and the population standard deviation over the band's rows (weighted) and all W columns."""
+    x = feature_map.float()
+    w = weights.to(x.device) / x.shape[-1]
+    mean = torch.einsum("bchw,hk->bck", x, w)
+    square = torch.einsum("bchw,hk->bck", x.square(), w)
+    std = (square - mean.square()).clamp(min=0.0).sqrt()
+    return torch.cat([mean.flatten(1), std.flatten(1)], 1)
 
 
 def standardize(spec: torch.Tensor, lengths: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
@@ -149,7 +189,15 @@ class Encoder(nn.Module):
         if self.config.embed_pooling == "final":
             return self.num_features
         self._require_stages()
-        return 2 * sum(int(info["num_chs"]) for info in self.backbone.feature_info)
+        channels = sum(int(info["num_chs"]) for info in self.backbone.feature_info)
+        if self.config.embed_pooling == "bands":
+            return 2 * channels * self.n_bands
+        return 2 * channels
+
+    @property
+    def n_bands(self) -> int:
+        """Octave bands of the ``bands`` pooling: ceil(n_bins / bins_per_octave)."""
+        return -(-self.config.cqt.n_bins // self.config.cqt.bins_per_octave)
 
     def _require_stages(self) -> None:
         if not (hasattr(self.backbone, "forward_intermediates") and hasattr(self.backbone, "feature_info")):
@@ -160,9 +208,16 @@ class Encoder(nn.Module):
     def embed(self, spec: torch.Tensor) -> torch.Tensor:
         """Standardised spec (B, F, frames) -> (B, embedding_dim) with the config's pooling:
         ``final`` is :meth:`forward`; ``stages`` concatenates, for every backbone stage, the mean
-        and the standard deviation of its feature map over all positions (time and frequency)."""
+        and the standard deviation of its feature map over all positions (time and frequency);
+        ``bands`` does the same within each octave band (:func:`band_moments`), stage after stage."""
         if self.config.embed_pooling == "final":
             return self.forward(spec)
         self._require_stages()
         maps = self.backbone.forward_intermediates(self.preprocessor(spec), intermediates_only=True)
+        if self.config.embed_pooling == "bands":
+            row_bins = self.preprocessor.row_bins()
+            band_bins = self.config.cqt.bins_per_octave
+            return torch.cat(
+                [band_moments(m, band_weights(row_bins, m.shape[2], band_bins, self.n_bands)) for m in maps], 1
+            )
         return torch.cat([torch.cat([m.mean((2, 3)), m.std((2, 3), unbiased=False)], 1) for m in maps], 1)

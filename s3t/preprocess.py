@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -87,6 +88,10 @@ class FrequencyTiling(nn.Module):
         """Time frames the input must have (= input_size)."""
         return self.input_size
 
+    def row_bins(self) -> Tensor:
+        """(S,) long: the CQT bin each input row holds (row i holds bin i mod n_bins)."""
+        return torch.arange(self.input_size) % self.n_bins
+
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, n_bins, S) -> (B, 1, S, S)
         _check_input(x, self.n_bins, self.frames, type(self).__name__)
@@ -111,6 +116,11 @@ class TimeFolding(nn.Module):
     def frames(self) -> int:
         """Time frames the input must have (= input_size * n_folds)."""
         return self.input_size * self.n_folds
+
+    def row_bins(self) -> Tensor:
+        """(S,) long: the CQT bin each input row holds, -1 for the ``fill`` rows above the last fold."""
+        rows = torch.arange(self.input_size)
+        return torch.where(rows < self.n_folds * self.n_bins, rows % self.n_bins, -1)
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (B, n_bins, S * n) -> (B, 1, S, S)

@@ -118,3 +118,53 @@ def test_embed_windows_embeds_each_window_as_its_own_clip():
     assert torch.allclose(out.embeddings[1], alone[0], atol=1e-5)
     whole = embed_windows(encoder, clips)
     assert torch.allclose(whole.embeddings, embed_spectrograms(encoder, clips), atol=1e-6) and whole.clip == [0, 1]
+
+
+def test_band_weights_share_each_octave_between_the_map_rows_that_cover_it():
+    from s3t.model import band_weights
+
+    row_bins = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, -1, -1, -1, -1])  # two folds of 4 bins, then 4 fill rows
+    w = band_weights(row_bins, rows=6, band_bins=2, n_bands=2)  # each map row covers 2 input rows
+    assert torch.allclose(w, torch.tensor([[0.5, 0.0], [0.0, 0.5], [0.5, 0.0], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0]]))
+    coarse = band_weights(row_bins, rows=2, band_bins=2, n_bands=3)  # rows straddle bands; band 2 is empty
+    assert torch.allclose(coarse, torch.tensor([[1.0, 0.5, 0.0], [0.0, 0.5, 0.0]]))
+    with pytest.raises(ValueError, match="does not tile"):
+        band_weights(row_bins, rows=5, band_bins=2, n_bands=2)
+    with pytest.raises(ValueError, match="beyond"):
+        band_weights(row_bins, rows=6, band_bins=1, n_bands=2)
+
+
+def test_band_pooling_keeps_where_on_the_frequency_axis_a_pattern_sits():
+    from s3t.model import band_moments
+
+    low = torch.zeros(1, 1, 4, 3)
+    low[0, 0, 0] = torch.tensor([1.0, 2.0, 3.0])  # a pattern in the lowest map row only
+    high = low.flip(2)  # the same pattern in the highest row
+    weights = torch.eye(4)  # one band per row
+    a, b = band_moments(low, weights), band_moments(high, weights)
+    assert a.shape == (1, 8)
+    assert torch.allclose(a[0, :4], torch.tensor([2.0, 0.0, 0.0, 0.0]))  # means per band
+    assert torch.allclose(a[0, 4], torch.tensor([2.0 / 3.0]).sqrt())  # population std over time
+    assert not torch.allclose(a, b)  # stage pooling could not tell these apart
+    assert torch.allclose(low.mean((2, 3)), high.mean((2, 3)))
+
+
+def test_band_pooling_embeds_every_stage_per_octave():
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="swin_cpu", preprocessor="time_folding", input_size=256, cqt=CQTConfig(),
+                         embed_pooling="bands")
+    encoder = Encoder(config).eval()
+    assert encoder.n_bands == 7 and encoder.embedding_dim == 2 * 7 * (48 + 96 + 192)
+    clip = torch.randn(84, 900)
+    emb = embed_spectrograms(encoder, [clip])
+    assert emb.shape == (1, encoder.embedding_dim) and torch.isfinite(emb).all()
+    # Octaves are the same size (36 of the 252 music rows each), so the mean of a channel's 7 band
+    # means weights every map row by the music rows it covers: 16 for rows 0-14 (patch 16), 12 for
+    # row 15, whose last 4 input rows are the fill.
+    first_means = emb[0, : 48 * 7].view(48, 7)
+    with torch.no_grad():
+        view = clip_views(standardize(clip[None])[0], encoder.frames, 1)
+        first = encoder.backbone.forward_intermediates(encoder.preprocessor(view), intermediates_only=True)[0]
+    row_means = first[0].mean(2)  # (48, 16)
+    rows = torch.tensor([16.0] * 15 + [12.0])
+    assert torch.allclose(first_means.mean(1), (row_means * rows).sum(1) / 252, atol=1e-4)

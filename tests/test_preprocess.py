@@ -69,3 +69,20 @@ def test_registry_builds_by_name_and_lists_valid_names():
     assert isinstance(build_preprocessor("frequency_tiling"), FrequencyTiling)
     with pytest.raises(ValueError, match="frequency_tiling, time_folding"):
         build_preprocessor("time_tiling")
+
+
+def test_row_bins_name_the_cqt_bin_of_every_input_row():
+    import torch
+
+    from s3t.preprocess import FrequencyTiling, TimeFolding
+
+    fold = TimeFolding(n_bins=84, input_size=256)
+    x = torch.arange(84.0)[None, :, None].expand(1, 84, fold.frames)  # each bin holds its own index
+    image = fold(x)[0, 0, :, 0]
+    bins = fold.row_bins()
+    held = bins >= 0
+    assert held.sum() == 252 and not held[252:].any()  # the 4 fill rows hold no bin
+    assert torch.equal(image[held], bins[held].float())
+    tile = FrequencyTiling(n_bins=84, input_size=256)
+    assert torch.equal(tile(x[:, :, :256])[0, 0, :, 0], tile.row_bins().float())
+    assert torch.equal(TimeFolding(n_bins=84, input_size=64).row_bins(), torch.arange(64))  # highest bins cut
