@@ -85,4 +85,4 @@ def test_backbones_without_stage_features_embed_with_their_final_output(tmp_path
     p = _compose(tmp_path, ["backbone=cnn_bigru"])
     assert (p["backbone"], p["embed"]["pooling"]) == ({"name": "cnn_bigru", "kwargs": {}}, "final")
     assert not hasattr(build_backbone("cnn_bigru"), "forward_intermediates")
-    assert _compose(tmp_path, [])["embed"]["pooling"] == "stages"
+    assert _compose(tmp_path, [])["embed"]["pooling"] == "bands"
