@@ -21,6 +21,12 @@ Ambiguities and choices:
 - Momentum update. Only parameters are averaged; buffers are not. Swin's buffers are constants
   (relative position index, attention masks) equal in both encoders from the deep copy; BatchNorm
   running statistics of ``encoder_k`` come from its own forward passes, as in MoCo.
+- What the head sees. MoCo feeds the backbone's globally pooled output to the head. S3T's clip
+  embedding may pool otherwise (``embed_pooling: bands`` keeps the frequency layout, see
+  :mod:`s3t.model`), and a head that only sees a global average gives pre-training no reason to
+  make that layout informative. ``pool(backbone, x) -> (B, pool_dim)`` replaces the backbone's own
+  output as the head's input (and the head's hidden width stays the backbone's ``num_features``);
+  without it the module is MoCo's. The paper does not say; its default is MoCo's.
 - Key encoder mode. ``encoder_k`` follows the module's train/eval mode like MoCo's, so drop path and
   BN batch statistics are active for keys during training.
 - Distributed queue. Keys from all ranks are gathered (rank order) before they are enqueued, so every
@@ -172,6 +178,9 @@ class MoCo(nn.Module):
         batch_size: per-rank batch size; when given, ``K`` is checked to be a multiple of
             ``batch_size * world_size`` at construction.
         world_size: number of data-parallel processes, for that check.
+        pool: ``(backbone, x) -> (B, pool_dim)``, the head's input instead of ``backbone(x)``
+            (see "What the head sees" in the module docstring); needs ``pool_dim``.
+        pool_dim: length of ``pool``'s vectors.
 
     ``encoder_q`` and ``encoder_k`` are ``nn.Sequential(backbone, head)`` with named children
     ``.backbone`` and ``.head``; downstream features are ``encoder_q.backbone(x)``.
@@ -187,6 +196,8 @@ class MoCo(nn.Module):
         num_hidden: int = 2,
         batch_size: int | None = None,
         world_size: int = 1,
+        pool: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+        pool_dim: int | None = None,
     ) -> None:
         super().__init__()
         if K < 1:
@@ -206,9 +217,12 @@ class MoCo(nn.Module):
                     f"queue size K={K} is not divisible by the global batch {batch_size}*{world_size}="
                     f"{global_batch}; choose K as a multiple of {global_batch} (e.g. {global_batch * 128})"
                 )
+        if (pool is None) != (pool_dim is None) or (pool_dim is not None and pool_dim < 1):
+            raise ValueError(f"pool and a positive pool_dim go together, got pool={pool!r}, pool_dim={pool_dim!r}")
         self.K = K
         self.m = m
         self.T = T
+        self.pool = pool
 
         backbone = backbone_factory()
         num_features = getattr(backbone, "num_features", None)
@@ -217,9 +231,9 @@ class MoCo(nn.Module):
                 f"the backbone ({type(backbone).__name__}) must have a positive int attribute "
                 f"num_features (its embedding size), got {num_features!r}"
             )
-        self.encoder_q = nn.Sequential(
-            OrderedDict(backbone=backbone, head=ProjectionHead(num_features, dim, num_hidden=num_hidden))
-        )
+        head = (ProjectionHead(num_features, dim, num_hidden=num_hidden) if pool is None
+                else ProjectionHead(pool_dim, dim, hidden_dim=num_features, num_hidden=num_hidden))
+        self.encoder_q = nn.Sequential(OrderedDict(backbone=backbone, head=head))
         self.encoder_k = copy.deepcopy(self.encoder_q)
         self.encoder_k.requires_grad_(False)
         self.shuffle_bn = any(
@@ -253,13 +267,19 @@ class MoCo(nn.Module):
         self.queue.index_copy_(1, columns, keys.T.to(self.queue.dtype))
         self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
 
+    def _project(self, encoder: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) -> (B, dim): ``encoder(x)``, or its head on ``pool(encoder.backbone, x)``."""
+        if self.pool is None:
+            return encoder(x)
+        return encoder.head(self.pool(encoder.backbone, x))
+
     @torch.no_grad()
     def _keys(self, im_k: torch.Tensor) -> torch.Tensor:
         """Normalised keys (B, dim) of im_k, BN-shuffled across ranks where that matters."""
         if self.shuffle_bn and _distributed_world_size() > 1:
             shuffled, perm = batch_shuffle(im_k)
-            return batch_unshuffle(F.normalize(self.encoder_k(shuffled), dim=1), perm)
-        return F.normalize(self.encoder_k(im_k), dim=1)
+            return batch_unshuffle(F.normalize(self._project(self.encoder_k, shuffled), dim=1), perm)
+        return F.normalize(self._project(self.encoder_k, im_k), dim=1)
 
     def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """im_q, im_k: (B, C, S, S) two augmented views. Returns logits (B, 1+K) and labels (B,) of zeros.
@@ -271,7 +291,7 @@ class MoCo(nn.Module):
                 "query and key batches must have the same shape, got "
                 f"{tuple(im_q.shape)} and {tuple(im_k.shape)}"
             )
-        q = F.normalize(self.encoder_q(im_q), dim=1)  # (B, dim)
+        q = F.normalize(self._project(self.encoder_q, im_q), dim=1)  # (B, dim)
         with torch.no_grad():
             self.momentum_update()
             k = self._keys(im_k)  # (B, dim)

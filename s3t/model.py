@@ -212,8 +212,14 @@ class Encoder(nn.Module):
         ``bands`` does the same within each octave band (:func:`band_moments`), stage after stage."""
         if self.config.embed_pooling == "final":
             return self.forward(spec)
+        return self.pool_stages(self.backbone, self.preprocessor(spec))
+
+    def pool_stages(self, backbone: nn.Module, image: torch.Tensor) -> torch.Tensor:
+        """``backbone``'s stage maps of the pre-processed ``image`` (B, 1, S, S) -> (B, embedding_dim),
+        pooled as ``stages`` or ``bands``. ``backbone`` has this encoder's architecture (MoCo's
+        query and key backbones are pooled this way when pre-training's head sees the embedding)."""
         self._require_stages()
-        maps = self.backbone.forward_intermediates(self.preprocessor(spec), intermediates_only=True)
+        maps = backbone.forward_intermediates(image, intermediates_only=True)
         if self.config.embed_pooling == "bands":
             row_bins = self.preprocessor.row_bins()
             band_bins = self.config.cqt.bins_per_octave

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from s3t.augment import MusicAugment
 from s3t.checkpoint import KIND_ENCODER, CheckpointError, load_checkpoint, save_checkpoint
-from s3t.model import Encoder, ModelConfig, clip_moments, pad_batch
+from s3t.model import POOLINGS, Encoder, ModelConfig, clip_moments, pad_batch
 from s3t.modelcard import software_versions
 from s3t.moco import MoCo, info_nce
 from s3t.schedule import cosine_with_warmup
@@ -62,8 +62,11 @@ class PretrainConfig:
     compile: bool = False
     num_workers: int = 0
     augment: dict[str, Any] = field(default_factory=dict)
+    head_pooling: str = "final"  # what MoCo's head sees: "final" (MoCo's), or a clip embedding's pooling
 
     def __post_init__(self) -> None:
+        if self.head_pooling not in POOLINGS:
+            raise ValueError(f"head_pooling must be one of {', '.join(POOLINGS)}, got {self.head_pooling!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not 0 <= self.warmup_epochs <= self.epochs:
@@ -133,11 +136,16 @@ def pretrain(
 
     # The run's seed fixes the initial weights and queue (the same on every rank), then each
     # rank's drop path and augmentation draws (different per rank).
+    pool, pool_dim = None, None
+    if config.head_pooling != "final":
+        # Built before the seed is set, so a run with MoCo's head draws the same weights as before.
+        pooler = Encoder(replace(model, embed_pooling=config.head_pooling))
+        pool, pool_dim = pooler.pool_stages, pooler.embedding_dim
     torch.manual_seed(config.seed)
     moco = MoCo(
         model.build_backbone,
         dim=config.dim, K=config.K, m=config.m, T=config.T, num_hidden=config.num_hidden,
-        batch_size=config.batch_size, world_size=world,
+        batch_size=config.batch_size, world_size=world, pool=pool, pool_dim=pool_dim,
     ).to(device)
     torch.manual_seed(config.seed + 1000 * rank)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)

@@ -273,3 +273,25 @@ def _gloo_worker(rank: int, init_file: str) -> None:
 
 def test_two_gloo_ranks_share_keys_in_rank_order(tmp_path):
     mp.spawn(_gloo_worker, args=(str(tmp_path / "dist_init"),), nprocs=WORLD, join=True)
+
+
+def test_a_pool_feeds_the_head_and_trains_the_backbone_through_it():
+    def pool(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 4, 4) -> (B, 8): row means
+        h = backbone(x)
+        return torch.cat([h, x.mean(3).flatten(1) * h[:, :1]], 1)[:, :8]
+
+    torch.manual_seed(0)
+    model = tiny_moco(pool=pool, pool_dim=8)
+    assert model.encoder_q.head.mlp[0].in_features == 8  # pool_dim in, the backbone's width hidden
+    assert model.encoder_q.head.mlp[0].out_features == model.encoder_q.backbone.num_features
+    im_q, im_k = views(4, seed=1)
+    logits, labels = model(im_q, im_k)
+    info_nce(logits, labels).backward()
+    assert model.encoder_q.backbone.proj.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        expected = F.normalize(model.encoder_k.head(pool(model.encoder_k.backbone, im_k)), dim=1)
+    assert torch.allclose(model.queue[:, :4].T, expected, atol=1e-6)  # keys went through the pool too
+    with pytest.raises(ValueError, match="pool_dim"):
+        tiny_moco(pool=pool)
+    with pytest.raises(ValueError, match="pool_dim"):
+        tiny_moco(pool_dim=8)

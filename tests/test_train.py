@@ -97,3 +97,19 @@ def test_run_key_changes_with_the_settings_and_the_code(tmp_path):
     assert key != run_key({"epochs": 2, "augment": {"shift_p": 0.4}}, extra)
     extra.write_text("a = 2\n")
     assert key != run_key({"epochs": 2, "augment": {"shift_p": 0.0}}, extra)
+
+
+def test_head_pooling_pretrains_through_the_embedding_and_keeps_the_encoder_loadable(tmp_path):
+    swin = ModelConfig(backbone="swin_cpu", preprocessor="time_folding", input_size=64,
+                       backbone_kwargs={"patch_size": 4, "window_size": 4}, cqt=CQTConfig(n_bins=84))
+    config = PretrainConfig(epochs=1, batch_size=4, K=8, warmup_epochs=0, head_pooling="bands")
+    history = pretrain(_clips(8), swin, config, tmp_path / "bands.pt")
+    state = load_checkpoint(tmp_path / "bands.pt")
+    assert state["config"]["pretrain"]["head_pooling"] == "bands"
+    head_in = state["moco"]["encoder_q.head.mlp.0.weight"].shape[1]
+    assert head_in == 2 * 7 * (48 + 96 + 192)  # 7 octaves x mean and std x every stage's channels
+    assert torch.isfinite(torch.tensor(history[-1]["loss"]))
+    encoder = load_encoder(tmp_path / "bands.pt")  # the backbone's weights alone, as with MoCo's head
+    assert set(encoder.backbone.state_dict()) == set(state["encoder"])
+    with pytest.raises(ValueError, match="head_pooling"):
+        PretrainConfig(head_pooling="max")
