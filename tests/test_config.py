@@ -42,6 +42,7 @@ def test_paper_scale_is_the_papers_setting(tmp_path):
     assert p["eval_datasets"] == ["gtzan", "fma_small", "mtat"] and p["probe"]["fractions"] == [100, 10, 1]
     assert p["preprocessor"] == {"name": "time_folding", "input_size": 256}
     assert p["backbone"]["kwargs"] == {"window_size": 8, "drop_path_rate": 0.1}
+    assert p["pretrain"]["head_pooling"] == "final"  # MoCo's head, where the CPU scale's sees the bands
     # Paper 2.3's four transforms with their published probabilities (the CPU scale turns two off).
     probs = ("freq_mask_p", "time_mask_p", "time_warp_p", "shift_p")
     assert tuple(p["augment"][k] for k in probs) == (0.5, 0.5, 0.4, 0.4)
@@ -84,5 +85,6 @@ def test_backbones_without_stage_features_embed_with_their_final_output(tmp_path
 
     p = _compose(tmp_path, ["backbone=cnn_bigru"])
     assert (p["backbone"], p["embed"]["pooling"]) == ({"name": "cnn_bigru", "kwargs": {}}, "final")
+    assert p["pretrain"]["head_pooling"] == "final"  # its MoCo head sees its own output too
     assert not hasattr(build_backbone("cnn_bigru"), "forward_intermediates")
     assert _compose(tmp_path, [])["embed"]["pooling"] == "bands"
