@@ -67,6 +67,10 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.head_pooling not in POOLINGS:
             raise ValueError(f"head_pooling must be one of {', '.join(POOLINGS)}, got {self.head_pooling!r}")
+        if self.compile and self.head_pooling != "final":
+            # torch.compile wraps the encoders' forward, which a head on pooled stages bypasses.
+            raise ValueError(f"compile needs head_pooling 'final' (got {self.head_pooling!r}); "
+                             "set pretrain.head_pooling=final or pretrain.compile=false")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not 0 <= self.warmup_epochs <= self.epochs:

@@ -113,3 +113,5 @@ def test_head_pooling_pretrains_through_the_embedding_and_keeps_the_encoder_load
     assert set(encoder.backbone.state_dict()) == set(state["encoder"])
     with pytest.raises(ValueError, match="head_pooling"):
         PretrainConfig(head_pooling="max")
+    with pytest.raises(ValueError, match="compile needs head_pooling 'final'"):
+        PretrainConfig(head_pooling="bands", compile=True)
