@@ -7,7 +7,9 @@ top-1 at that C; or, with ``--probe pipeline``, the pipeline's own probe (``s3t.
 lr x weight-decay grid chosen on valid, as ``probe.protocol: grid``, with the soundtracks'
 batch of 16) and its k-NN, shown as "linear / k-NN". ``--seed`` seeds the Random-Init
 encoder and the pipeline probe as ``bench/recipe_ablation.py seed=N`` does. Test accuracy is
-printed only with --test: settings are chosen on validation.
+printed only with --test: settings are chosen on validation. ``--stages`` keeps only some Swin
+stages' blocks of a ``stages`` or ``bands`` embedding (``all``, or stage numbers from 1 joined by
+commas, such as ``2,3``), to see which stages carry what pre-training learned.
 
     python bench/embedding_ablation.py --features data/features/soundtracks --checkpoint models/pretrained.pt
 """
@@ -60,12 +62,29 @@ def pipeline_top1(x: torch.Tensor, labels: list[str], splits: list[str], seed: i
     return chosen, valid, test
 
 
+def stage_columns(encoder: torch.nn.Module, pooling: str, stages: str) -> torch.Tensor | None:
+    """Column indices of ``stages`` ("all" or "1,3") in the encoder's ``pooling`` embedding, whose
+    stage blocks follow each other (2 x channels, times the octave bands for ``bands``); None for all."""
+    if stages == "all":
+        return None
+    if pooling == "final":
+        raise SystemExit("--stages needs a stages or bands pooling")
+    per = 2 * (encoder.n_bands if pooling == "bands" else 1)
+    widths = [per * int(info["num_chs"]) for info in encoder.backbone.feature_info]
+    starts = np.cumsum([0] + widths)
+    chosen = [int(k) for k in stages.split(",")]
+    if not all(1 <= k <= len(widths) for k in chosen):
+        raise SystemExit(f"--stages {stages}: the backbone has stages 1-{len(widths)}")
+    return torch.cat([torch.arange(starts[k - 1], starts[k]) for k in chosen])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--features", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--poolings", nargs="+", default=["final", "stages"])
+    parser.add_argument("--stages", nargs="+", default=["all"], help='"all" or stage numbers such as 2,3')
     parser.add_argument("--probe", choices=("logistic", "pipeline"), default="logistic")
     parser.add_argument("--seed", type=int, default=0, help="Random-Init weights and the pipeline probe")
     parser.add_argument("--test", action="store_true", help="also print test top-1 (only once settings are chosen)")
@@ -77,19 +96,19 @@ def main() -> None:
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}; {len(store)} clips; valid {splits.count('valid')}, test {splits.count('test')}")
     chosen = "C" if args.probe == "logistic" else "lr/wd"
-    print(f"| embedding | segments | pooling | dim | {chosen} | valid top-1 |" + (" test top-1 |" if args.test else ""))
-    print("|---|---|---|---|---|---|" + ("---|" if args.test else ""))
+    print(f"| embedding | segments | pooling | stages | dim | {chosen} | valid top-1 |" + (" test top-1 |" if args.test else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if args.test else ""))
 
-    def row(name: str, segments: object, pooling: str, x: torch.Tensor) -> None:
+    def row(name: str, segments: object, pooling: str, stages: str, x: torch.Tensor) -> None:
         if args.probe == "pipeline":
             c, valid, test = pipeline_top1(x, labels, splits, args.seed)
         else:
             best_c, top1, test_top1 = logistic_top1(x.numpy().astype(np.float64), labels, splits)
             c, valid, test = f"{best_c:g}", f"{100 * top1:.1f}", f"{100 * test_top1:.1f}"
         tail = f" {test} |" if args.test else ""
-        print(f"| {name} | {segments} | {pooling} | {x.shape[1]} | {c} | {valid} |{tail}", flush=True)
+        print(f"| {name} | {segments} | {pooling} | {stages} | {x.shape[1]} | {c} | {valid} |{tail}", flush=True)
 
-    row("hand-crafted log-CQT stats", "-", "-", handcrafted_embeddings(store))
+    row("hand-crafted log-CQT stats", "-", "-", "-", handcrafted_embeddings(store))
     for method, random_init in (("S3T", False), ("Random-Init", True)):
         encoder = load_encoder(args.checkpoint, random_init=random_init, seed=args.seed)
         for pooling in args.poolings:
@@ -97,7 +116,11 @@ def main() -> None:
             for segments in args.segments:
                 start = time.perf_counter()
                 x = embed_spectrograms(encoder, store, num_segments=segments)
-                row(f"{method} ({time.perf_counter() - start:.0f} s)", segments, pooling, x)
+                seconds = time.perf_counter() - start
+                for stages in args.stages:
+                    columns = stage_columns(encoder, pooling, stages)
+                    kept = x if columns is None else x[:, columns]
+                    row(f"{method} ({seconds:.0f} s)", segments, pooling, stages, kept)
 
 
 if __name__ == "__main__":

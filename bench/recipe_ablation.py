@@ -11,7 +11,8 @@ Only validation numbers are printed: the default is chosen on them, test is repo
     python bench/recipe_ablation.py pretrain.epochs=200 --record reports/ablation/compute_curve.csv
 
 ``--record`` appends the row to a CSV (valid top-1 of each row, the differences S3T minus
-hand-crafted and S3T minus Random-Init, samples seen, minutes, load, commit) that `dvc plots show`
+hand-crafted and S3T minus Random-Init, samples seen, minutes of the pre-training loop summed
+from the run's history, load, commit) that `dvc plots show`
 draws against samples seen (dvc.yaml's ``plots``). Runs resume from work/ablation/<overrides>-<digest>/,
 the digest of the code and of the composed params, so a finished run of older code or of another
 default is never taken for this one's.
@@ -26,7 +27,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -89,9 +89,10 @@ def main() -> None:
 
     name = "_".join(args.overrides).replace("/", "-") or "default"
     checkpoint = Path(args.work) / f"{name}-{run_key({**p, 'clips': data_digest}, __file__)[:12]}" / "checkpoint.pt"
-    start = time.perf_counter()
     history = pretrain(clips, model, config, checkpoint, resume=True)
-    minutes = (time.perf_counter() - start) / 60
+    # From the run's own history, so a resumed or copied run reports the minutes its epochs took.
+    per_epoch = (len(clips) // config.batch_size) * config.batch_size
+    minutes = sum(per_epoch / row["samples_per_s"] for row in history) / 60
     encoder = Encoder(model)
     encoder.backbone.load_state_dict(load_checkpoint(checkpoint)["encoder"])
     with torch.random.fork_rng(devices=[]):
@@ -111,7 +112,7 @@ def main() -> None:
                                     knn=True)
         cells.append(f"{100 * result['valid']['top1']:.1f} / {100 * result['knn']['valid']:.1f}")
         valid.append(100 * result["valid"]["top1"])
-    samples = len(history) * (len(clips) // config.batch_size) * config.batch_size
+    samples = len(history) * per_epoch
     load = os.getloadavg()[0]
     print(f"| {' '.join(args.overrides) or 'default'} | {' | '.join(cells)} | {history[-1]['loss']:.3f} | "
           f"{samples} | {minutes:.1f} | {load:.1f} |", flush=True)
