@@ -14,6 +14,11 @@ Choices where the paper is silent:
 - Clips are drawn once per epoch in a permutation seeded by ``seed + epoch``; the last
   incomplete batch is dropped so every enqueue has the same size and the queue (K a
   multiple of the global batch) wraps exactly.
+- ``frozen`` names backbone sub-modules (``patch_embed``, ``layers.0``) kept at their random
+  initialisation: neither the optimiser nor weight decay touches them, and the key encoder's
+  copies stay equal to the query encoder's. MoCo v3 (Chen, Xie and He 2021, "An Empirical Study of
+  Training Self-Supervised Vision Transformers") keeps ViT's patch projection random for stability;
+  the paper does not mention it, so nothing is frozen by default.
 - Checkpoints are written at the end of every epoch. Resuming restores the model,
   optimiser, queue and pointer, step, and every random state of every rank (global torch
   RNG for drop path, the augmentation generator), so on CPU a resumed run ends with the
@@ -63,8 +68,10 @@ class PretrainConfig:
     num_workers: int = 0
     augment: dict[str, Any] = field(default_factory=dict)
     head_pooling: str = "final"  # what MoCo's head sees: "final" (MoCo's), or a clip embedding's pooling
+    frozen: tuple[str, ...] = ()  # backbone sub-modules kept at their random initialisation
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "frozen", tuple(self.frozen))  # a YAML list compares equal after a resume
         if self.head_pooling not in POOLINGS:
             raise ValueError(f"head_pooling must be one of {', '.join(POOLINGS)}, got {self.head_pooling!r}")
         if self.compile and self.head_pooling != "final":
@@ -155,6 +162,13 @@ def pretrain(
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)
     preprocess = model.build_preprocessor().to(device)
     augment = MusicAugment(out_frames=preprocess.frames, **config.augment).to(device)
+    for name in config.frozen:
+        try:
+            moco.encoder_q.backbone.get_submodule(name).requires_grad_(False)
+        except AttributeError:
+            children = ", ".join(n for n, _ in moco.encoder_q.backbone.named_children())
+            raise ValueError(f"frozen: the {model.backbone} backbone has no sub-module {name!r} "
+                             f"(its top-level ones: {children})") from None
     trainable = [p for p in moco.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
@@ -165,7 +179,10 @@ def pretrain(
     checkpoint_path = Path(checkpoint_path)
     if resume and checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, map_location=device, kind=KIND_ENCODER)
-        if state["config"] != resolved:
+        saved = state["config"]
+        # A checkpoint of older code lacks settings added since; they had their defaults then.
+        saved = {**saved, "pretrain": {**asdict(PretrainConfig()), **saved.get("pretrain", {})}}
+        if saved != resolved:
             raise ResumeError(f"{checkpoint_path} was written with another configuration; resume with the same one")
         moco.load_state_dict(state["moco"])
         optimizer.load_state_dict(state["optimizer"])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from s3t.checkpoint import load_checkpoint
+from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.train import PretrainConfig, ResumeError, load_encoder, pretrain, run_key
@@ -115,3 +115,38 @@ def test_head_pooling_pretrains_through_the_embedding_and_keeps_the_encoder_load
         PretrainConfig(head_pooling="max")
     with pytest.raises(ValueError, match="compile needs head_pooling 'final'"):
         PretrainConfig(head_pooling="bands", compile=True)
+
+
+def test_frozen_modules_keep_their_random_weights_and_the_rest_trains(tmp_path):
+    swin = ModelConfig(backbone="swin_cpu", preprocessor="time_folding", input_size=64,
+                       backbone_kwargs={"patch_size": 4, "window_size": 4}, cqt=CQTConfig(n_bins=84))
+    config = PretrainConfig(epochs=1, batch_size=4, K=8, warmup_epochs=0, lr=1e-2, frozen=["patch_embed", "layers.0"])
+    assert config.frozen == ("patch_embed", "layers.0")
+    pretrain(_clips(8), swin, config, tmp_path / "frozen.pt")
+    trained = load_checkpoint(tmp_path / "frozen.pt")
+    torch.manual_seed(config.seed)  # as pretrain seeds before MoCo builds the query backbone first
+    initial = swin.build_backbone().state_dict()
+    for key, value in trained["encoder"].items():
+        if key.startswith(("patch_embed.", "layers.0.")) and value.is_floating_point():
+            assert torch.equal(value, initial[key]), key
+            assert torch.equal(value, trained["moco"][f"encoder_k.backbone.{key}"]), key
+    assert not torch.equal(trained["encoder"]["layers.1.blocks.0.mlp.fc1.weight"], initial["layers.1.blocks.0.mlp.fc1.weight"])
+    assert trained["config"]["pretrain"]["frozen"] == ("patch_embed", "layers.0")
+    with pytest.raises(ValueError, match="no sub-module 'stem'.*patch_embed, layers"):
+        pretrain(_clips(8), swin, PretrainConfig(epochs=1, batch_size=4, K=8, warmup_epochs=0, frozen=["stem"]), tmp_path / "x.pt")
+
+
+def test_a_checkpoint_without_settings_added_later_resumes_with_their_defaults(tmp_path):
+    config = PretrainConfig(epochs=2, batch_size=4, K=16, warmup_epochs=0)
+    pretrain(_clips(), MODEL, PretrainConfig(epochs=1, batch_size=4, K=16, warmup_epochs=0), tmp_path / "c.pt")
+    state = load_checkpoint(tmp_path / "c.pt")
+    # as written before `frozen` existed, and claiming two epochs so that resuming runs the second
+    del state["config"]["pretrain"]["frozen"]
+    state["config"]["pretrain"]["epochs"] = 2
+    save_checkpoint(state, tmp_path / "c.pt")
+    history = pretrain(_clips(), MODEL, config, tmp_path / "c.pt", resume=True)
+    assert [row["epoch"] for row in history] == [0, 1]
+    state["config"]["pretrain"]["frozen"] = ("conv",)
+    save_checkpoint(state, tmp_path / "c.pt")
+    with pytest.raises(ResumeError, match="another configuration"):
+        pretrain(_clips(), MODEL, config, tmp_path / "c.pt", resume=True)
