@@ -10,9 +10,10 @@ from typing import Any
 import torch
 import yaml
 
+from s3t.shards import UNLABELED  # data/raw/<dataset>/unlabeled/: pre-training-only audio beside a labeled manifest
+
 ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
-UNLABELED = "unlabeled"  # data/raw/<dataset>/unlabeled/: pre-training-only audio beside a labeled manifest
 FEATURES = ROOT / "data" / "features"
 EMBEDDINGS = ROOT / "data" / "embeddings"
 MODELS = ROOT / "models"
