@@ -88,3 +88,16 @@ def test_backbones_without_stage_features_embed_with_their_final_output(tmp_path
     assert p["pretrain"]["head_pooling"] == "final"  # its MoCo head sees its own output too
     assert not hasattr(build_backbone("cnn_bigru"), "forward_intermediates")
     assert _compose(tmp_path, [])["embed"]["pooling"] == "bands"
+
+
+@pytest.mark.parametrize("override", [[], ["backbone=swin_t"], ["backbone=resnet_cpu"], ["backbone=cnn_bigru"], ["scale=paper"]])
+def test_frozen_modules_name_sub_modules_of_the_composed_backbone(tmp_path, override):
+    from s3t.backbones import build_backbone
+
+    p = _compose(tmp_path, override)
+    backbone = build_backbone(p["backbone"]["name"], **p["backbone"]["kwargs"])
+    for name in p["pretrain"]["frozen"]:
+        backbone.get_submodule(name)  # raises AttributeError for a name the backbone does not have
+    # swin_cpu keeps its patch embedding and first stage random; other backbones and the paper train all
+    expected = ["patch_embed", "layers.0"] if p["backbone"]["name"] == "swin_cpu" else []
+    assert p["pretrain"]["frozen"] == expected
