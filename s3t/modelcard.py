@@ -107,6 +107,8 @@ def _encoder_card(state: dict[str, Any]) -> list[str]:
         ("pre-processor", f"{model['preprocessor']}, input {model['input_size']} x {model['input_size']}"),
         ("embedding", f"pooling {model.get('embed_pooling', 'final')}, {model.get('embed_segments', 1)} segment(s) per clip"),
         ("projection head (pre-training only)", f"{train['num_hidden']} hidden layer(s), {train['dim']}-dim output"),
+        # Cards of checkpoints written before the setting existed: nothing was frozen then.
+        ("kept at random initialisation", ", ".join(train.get("frozen", ())) or "none (every layer pre-trained)"),
     ])
     lines += ["", "## Input: constant-Q transform", ""]
     lines += _rows([

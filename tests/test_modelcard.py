@@ -39,6 +39,13 @@ def test_older_files_say_what_they_do_not_record_and_a_kind_field_wins():
         model_card({"format": "s3t-checkpoint-v1", "weights": 1})
 
 
+def test_encoder_card_says_which_modules_stayed_random():
+    assert "| kept at random initialisation | none (every layer pre-trained) |" in model_card(_encoder_state())
+    state = _encoder_state()
+    state["config"]["pretrain"] = {**TRAIN, "frozen": ("patch_embed", "layers.0")}
+    assert "| kept at random initialisation | patch_embed, layers.0 |" in model_card(state)
+
+
 def test_probe_and_embeddings_cards_show_labels_threshold_and_metrics():
     probe = LinearProbe(6, ["rock", "jazz", "piano"], multilabel=True)
     probe.threshold = 0.31
