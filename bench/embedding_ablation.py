@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler
 
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
+from s3t.model import Encoder
 from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
 from s3t.shards import FeatureStore
 from s3t.train import load_encoder
@@ -62,15 +63,14 @@ def pipeline_top1(x: torch.Tensor, labels: list[str], splits: list[str], seed: i
     return chosen, valid, test
 
 
-def stage_columns(encoder: torch.nn.Module, pooling: str, stages: str) -> torch.Tensor | None:
-    """Column indices of ``stages`` ("all" or "1,3") in the encoder's ``pooling`` embedding, whose
-    stage blocks follow each other (2 x channels, times the octave bands for ``bands``); None for all."""
+def stage_columns(encoder: Encoder, stages: str) -> torch.Tensor | None:
+    """Column indices of ``stages`` ("all" or "1,3") in the encoder's embedding (its
+    ``stage_dims`` blocks follow each other); None for all."""
     if stages == "all":
         return None
-    if pooling == "final":
+    if encoder.config.embed_pooling == "final":
         raise SystemExit("--stages needs a stages or bands pooling")
-    per = 2 * (encoder.n_bands if pooling == "bands" else 1)
-    widths = [per * int(info["num_chs"]) for info in encoder.backbone.feature_info]
+    widths = encoder.stage_dims
     starts = np.cumsum([0] + widths)
     chosen = [int(k) for k in stages.split(",")]
     if not all(1 <= k <= len(widths) for k in chosen):
@@ -118,7 +118,7 @@ def main() -> None:
                 x = embed_spectrograms(encoder, store, num_segments=segments)
                 seconds = time.perf_counter() - start
                 for stages in args.stages:
-                    columns = stage_columns(encoder, pooling, stages)
+                    columns = stage_columns(encoder, stages)
                     kept = x if columns is None else x[:, columns]
                     row(f"{method} ({seconds:.0f} s)", segments, pooling, stages, kept)
 

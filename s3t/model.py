@@ -188,11 +188,15 @@ class Encoder(nn.Module):
         """Length of :meth:`embed`'s vectors."""
         if self.config.embed_pooling == "final":
             return self.num_features
+        return sum(self.stage_dims)
+
+    @property
+    def stage_dims(self) -> list[int]:
+        """Lengths of the consecutive per-stage blocks of a ``stages`` or ``bands`` embedding:
+        mean and std of each stage's channels, times the octave bands for ``bands``."""
         self._require_stages()
-        channels = sum(int(info["num_chs"]) for info in self.backbone.feature_info)
-        if self.config.embed_pooling == "bands":
-            return 2 * channels * self.n_bands
-        return 2 * channels
+        per_channel = 2 * (self.n_bands if self.config.embed_pooling == "bands" else 1)
+        return [per_channel * int(info["num_chs"]) for info in self.backbone.feature_info]
 
     @property
     def n_bands(self) -> int:
