@@ -40,7 +40,8 @@ from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
 from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
-from s3t.shards import FeatureStore, Recompressed, pretraining_clips
+from s3t.manifest import dataset_recordings
+from s3t.shards import FeatureStore, Recompressed, clip_recordings, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, run_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,11 +86,12 @@ def main() -> None:
     train_keys = {k: v for k, v in p["pretrain"].items() if k not in ("dataset", "splits", "devices")}
     config = PretrainConfig(**train_keys, seed=p["seed"], augment=dict(p["augment"]))
     clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
+    groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data)) if config.positives == "recording" else None
     clips = at_compression(clips, FeatureStore(features / data).cqt_config, model.cqt)
 
     name = "_".join(args.overrides).replace("/", "-") or "default"
     checkpoint = Path(args.work) / f"{name}-{run_key({**p, 'clips': data_digest}, __file__)[:12]}" / "checkpoint.pt"
-    history = pretrain(clips, model, config, checkpoint, resume=True)
+    history = pretrain(clips, model, config, checkpoint, groups=groups, resume=True)
     # From the run's own history, so a resumed or copied run reports the minutes its epochs took.
     per_epoch = (len(clips) // config.batch_size) * config.batch_size
     minutes = sum(per_epoch / row["samples_per_s"] for row in history) / 60

@@ -150,6 +150,64 @@ def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -
     return rows
 
 
+def read_recordings(path: str | os.PathLike, *, column: str = "track") -> dict[str, str]:
+    """Which recording each audio file of a CSV was cut from: {absolute path: value of ``column``}.
+
+    Any CSV with a ``path`` column (relative to its folder, or absolute) and ``column`` will do: a
+    manifest, or the soundtracks' ``unlabeled.csv`` of pre-training pieces. Used to draw positive
+    pairs from one recording (:class:`s3t.train.PretrainConfig` ``positives``).
+
+    Raises:
+        ManifestError: the file is missing or empty, lacks either column, a row has another number
+            of fields than the header or an empty value, or a file is listed twice.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path} does not exist")
+    root = path.resolve().parent
+    out: dict[str, str] = {}
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        names = [h.strip() for h in next(reader, [])]
+        missing = [c for c in ("path", column) if c not in names]
+        if missing:
+            raise ManifestError(f"{path} has no {' or '.join(repr(c) for c in missing)} column "
+                                f"(its header: {','.join(names) or 'none'})")
+        at_path, at_group = names.index("path"), names.index(column)
+        for record in reader:
+            if not record:
+                continue
+            if len(record) != len(names):
+                raise ManifestError(f"{path}:{reader.line_num}: expected {len(names)} fields like the header, "
+                                    f"got {len(record)}; quote fields that contain commas")
+            rel, group = record[at_path].strip(), record[at_group].strip()
+            if not rel or not group:
+                raise ManifestError(f"{path}:{reader.line_num}: empty path or {column!r}; give every row both")
+            file = _absolute(root / rel)
+            if file in out:
+                raise ManifestError(f"{path}:{reader.line_num}: {rel} is listed twice")
+            out[file] = group
+    return out
+
+
+RECORDING_TABLES = ("manifest.csv", "unlabeled.csv")
+
+
+def dataset_recordings(root: str | os.PathLike, *, column: str = "track") -> dict[str, str]:
+    """:func:`read_recordings` of a dataset folder's tables (:data:`RECORDING_TABLES`) that have
+    ``column``; {} when none has (every file is then its own recording)."""
+    out: dict[str, str] = {}
+    for name in RECORDING_TABLES:
+        table = Path(root) / name
+        if not table.is_file():
+            continue
+        with table.open(newline="", encoding="utf-8-sig") as fh:
+            header = [h.strip() for h in next(csv.reader(fh), [])]
+        if column in header:
+            out.update(read_recordings(table, column=column))
+    return out
+
+
 def _absolute(path: Path) -> str:
     """``path`` with links resolved, so two names of one file compare equal; a path whose links
     cannot be resolved (a symlink loop) is kept absolute as written, for the decoder to report."""

@@ -73,7 +73,7 @@ import os
 import time
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -825,17 +825,28 @@ def pretraining_clips(out_dir: str | os.PathLike, splits: Sequence[str]) -> tupl
     return clips, digest.hexdigest()
 
 
-def audio_hours(clips: torch.utils.data.Dataset) -> float:
-    """Hours of audio in what :func:`pretraining_clips` returns (a store, a ``Subset`` of one, or a
-    ``ConcatDataset`` of those), from the index's ``duration_s``: no feature is read."""
-    seconds = 0.0
+def _store_rows(clips: torch.utils.data.Dataset) -> Iterator[dict[str, Any]]:
+    """The index rows of what :func:`pretraining_clips` returns (a store, a ``Subset`` of one, or
+    a ``ConcatDataset`` of those), in clip order; no feature is read."""
     for part in clips.datasets if isinstance(clips, torch.utils.data.ConcatDataset) else [clips]:
         if isinstance(part, torch.utils.data.Subset):
             store, index = part.dataset, part.indices
         else:
             store, index = part, range(len(part))
-        seconds += sum(store.rows[i]["duration_s"] for i in index)
-    return seconds / 3600
+        for i in index:
+            yield store.rows[i]
+
+
+def audio_hours(clips: torch.utils.data.Dataset) -> float:
+    """Hours of audio in what :func:`pretraining_clips` returns, from the index's ``duration_s``."""
+    return sum(row["duration_s"] for row in _store_rows(clips)) / 3600
+
+
+def clip_recordings(clips: torch.utils.data.Dataset, recordings: Mapping[str, str]) -> list[str]:
+    """Each clip's recording (of what :func:`pretraining_clips` returns): ``recordings[path]`` for a
+    clip whose audio file is listed there (:func:`s3t.manifest.read_recordings`), else its own file.
+    Paths compare as the index stores them (absolute, links resolved)."""
+    return [recordings.get(row["path"], row["path"]) for row in _store_rows(clips)]
 
 
 class Recompressed(torch.utils.data.Dataset):

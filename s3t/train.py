@@ -19,6 +19,11 @@ Choices where the paper is silent:
   copies stay equal to the query encoder's. MoCo v3 (Chen, Xie and He 2021, "An Empirical Study of
   Training Self-Supervised Vision Transformers") keeps ViT's patch projection random for stability;
   the paper does not mention it, so nothing is frozen by default.
+- ``positives`` says where the key view comes from. ``"clip"`` (the paper, 2.3): both views are
+  crops of the same clip. ``"recording"``: the key view is cut from a piece of the same recording
+  drawn uniformly among its pieces (the query's own piece included), so a long track cut into 30 s
+  pieces gives positives up to its whole length apart, as CLMR's crops of a whole song are (Spijkervet
+  and Burgoyne 2021). The paper's clips are the datasets' own 30 s excerpts, where the two agree.
 - Checkpoints are written at the end of every epoch. Resuming restores the model,
   optimiser, queue and pointer, step, and every random state of every rank (global torch
   RNG for drop path, the augmentation generator), so on CPU a resumed run ends with the
@@ -47,6 +52,9 @@ from s3t.moco import MoCo, info_nce
 from s3t.schedule import cosine_with_warmup
 
 
+POSITIVES = ("clip", "recording")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """Pre-training hyper-parameters; paper values by default (per-process batch 128 on 4 GPUs)."""
@@ -69,6 +77,7 @@ class PretrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     head_pooling: str = "final"  # what MoCo's head sees: "final" (MoCo's), or a clip embedding's pooling
     frozen: tuple[str, ...] = ()  # backbone sub-modules kept at their random initialisation
+    positives: str = "clip"  # the key view's source: "clip" (the query's own clip) or "recording"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frozen", tuple(self.frozen))  # a YAML list compares equal after a resume
@@ -78,6 +87,8 @@ class PretrainConfig:
             # torch.compile wraps the encoders' forward, which a head on pooled stages bypasses.
             raise ValueError(f"compile needs head_pooling 'final' (got {self.head_pooling!r}); "
                              "set pretrain.head_pooling=final or pretrain.compile=false")
+        if self.positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {', '.join(POSITIVES)}, got {self.positives!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not 0 <= self.warmup_epochs <= self.epochs:
@@ -108,12 +119,19 @@ def _collate(clips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return pad_batch([clip.float() for clip in clips], frames_major=True)
 
 
+def _partners(batch: list[int], members: list[list[int]], group_of: Sequence[int], generator: torch.Generator) -> list[int]:
+    """For each clip of ``batch``, a clip of the same recording drawn uniformly (itself included)."""
+    draws = torch.rand(len(batch), generator=generator).tolist()
+    return [members[group_of[i]][int(u * len(members[group_of[i]]))] for i, u in zip(batch, draws)]
+
+
 def pretrain(
     clips: Sequence[torch.Tensor],
     model: ModelConfig,
     config: PretrainConfig,
     checkpoint_path: str | Path,
     *,
+    groups: Sequence[int] | None = None,
     resume: bool = False,
     device: torch.device | str = "cpu",
     on_step: Callable[[dict[str, float]], None] | None = None,
@@ -122,6 +140,10 @@ def pretrain(
     checkpoint_every: int = 1,
 ) -> list[dict[str, float]]:
     """Pre-train MoCo on ``clips`` (each a log-CQT (F, T_i)); return the per-epoch history.
+
+    ``groups[i]`` names clip i's recording (any hashable id); ``config.positives == "recording"``
+    needs it and then cuts each key view from a piece of the query's recording. Without ``groups``
+    every clip is its own recording.
 
     Under ``torch.distributed`` (torchrun) each rank takes every world_size-th clip of the
     epoch's permutation and only rank 0 writes the checkpoint. ``on_step`` receives
@@ -142,6 +164,20 @@ def pretrain(
             f"{len(clips)} clips give no full batch of {config.batch_size} x {world} processes; "
             "lower batch_size or add audio"
         )
+    if groups is not None and len(groups) != len(clips):
+        raise ValueError(f"groups names {len(groups)} recordings for {len(clips)} clips; give one per clip")
+    if config.positives == "recording" and groups is None:
+        raise ValueError("positives 'recording' needs each clip's recording (groups); "
+                         "give it, or set positives to 'clip'")
+    members: list[list[int]] = []
+    group_of: list[int] = []
+    if config.positives == "recording":
+        ids: dict[Any, int] = {}
+        for i, g in enumerate(groups):
+            group_of.append(ids.setdefault(g, len(ids)))
+            if group_of[-1] == len(members):
+                members.append([])
+            members[group_of[-1]].append(i)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
@@ -204,9 +240,13 @@ def pretrain(
 
     for epoch in range(start_epoch, config.epochs):
         moco.train()
-        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(config.seed + epoch))
+        epoch_generator = torch.Generator().manual_seed(config.seed + epoch)
+        order = torch.randperm(len(clips), generator=epoch_generator)
         order = order[rank::world]
         batches = [order[i * config.batch_size : (i + 1) * config.batch_size].tolist() for i in range(steps_per_epoch)]
+        if config.positives == "recording":
+            # Each batch carries its clips, then their partners: rows [B, 2B) give the key views.
+            batches = [b + _partners(b, members, group_of, epoch_generator) for b in batches]
         # Worker processes read and pad the next batches while the device trains on this one;
         # the batch order is fixed above, so the run does not depend on num_workers.
         loader = DataLoader(
@@ -218,6 +258,10 @@ def pretrain(
             x = x.to(device, non_blocking=True)  # lengths stay on the host: checked there, no device wait
             moments = clip_moments(x, lengths)
             x_q, x_k, _ = augment(x, lengths, augment_generator, moments=moments)
+            if config.positives == "recording":
+                # Both halves were augmented (the query half's key views and the partners' query
+                # views are dropped): a fraction of the step's time, and one code path for the views.
+                x_q, x_k = x_q[: config.batch_size], x_k[config.batch_size :]
 
             lr = cosine_with_warmup(step, total_steps, warmup_steps, config.lr)
             for group in optimizer.param_groups:

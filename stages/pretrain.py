@@ -24,14 +24,15 @@ from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
-from _common import FEATURES, MODELS, REPORTS, ROOT, WORK, device, logger, params
+from _common import FEATURES, MODELS, RAW, REPORTS, ROOT, WORK, device, logger, params
 from tqdm.auto import tqdm
 
 from s3t.allocator import keep_freed_memory
 from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
-from s3t.shards import audio_hours, pretraining_clips
+from s3t.manifest import dataset_recordings
+from s3t.shards import audio_hours, clip_recordings, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
 
@@ -80,11 +81,18 @@ def main() -> None:
     # of every track outside the task's test split). The data's digest is in the run's key: a finished
     # run on other clips is never resumed.
     clips, data_digest = pretraining_clips(FEATURES / section["dataset"], section["splits"])
+    groups = None
+    if config.positives == "recording":
+        # Which recording each clip was cut from: the dataset folder's tables with a `track` column.
+        groups = clip_recordings(clips, dataset_recordings(RAW / section["dataset"]))
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section, "clips": data_digest}
+    if groups is not None:
+        resolved["recordings"] = groups  # another pairing of the same clips is another run
     key = run_key(resolved, __file__, ROOT / "stages" / "_common.py")[:16]
     work = WORK / "pretrain" / key
     if rank == 0:
-        log.info("%d clips, %s, checkpoint in %s", len(clips), model.backbone, work)
+        log.info("%d clips%s, %s, checkpoint in %s", len(clips),
+                 f" of {len(set(groups))} recordings" if groups is not None else "", model.backbone, work)
     steps = config.epochs * (len(clips) // (config.batch_size * (dist.get_world_size() if dist.is_initialized() else 1)))
     with tqdm(total=steps, desc="pretrain", unit="step", disable=rank != 0, file=sys.stderr) as bar:
         def on_step(s):
@@ -92,7 +100,8 @@ def main() -> None:
             bar.set_postfix(loss=f"{s['loss']:.3f}", lr=f"{s['lr']:.2e}", samples_s=f"{s['samples_per_s']:.0f}")
             bar.refresh()
 
-        history = pretrain(clips, model, config, work / "checkpoint.pt", resume=True, device=dev, on_step=on_step)
+        history = pretrain(clips, model, config, work / "checkpoint.pt", groups=groups, resume=True, device=dev,
+                           on_step=on_step)
     if rank == 0:
         MODELS.mkdir(exist_ok=True)
         # The released checkpoint also says what it was trained on and with which software (the model card's facts).

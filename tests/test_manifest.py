@@ -6,7 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from s3t.manifest import ManifestError, ManifestRow, is_multilabel, read_manifest, write_manifest
+from s3t.manifest import (
+    ManifestError,
+    ManifestRow,
+    dataset_recordings,
+    is_multilabel,
+    read_manifest,
+    read_recordings,
+    write_manifest,
+)
 
 
 def write_csv(path, text: str, encoding: str = "utf-8"):
@@ -199,3 +207,32 @@ def test_symlink_loop_in_a_manifest_is_kept_for_the_decoder_to_report(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("path,label,split\nloop.wav,x,train\n")
     assert [r.path for r in read_manifest(path)] == [str(tmp_path / "loop.wav")]
+
+
+def test_recordings_map_each_listed_file_to_its_track(tmp_path):
+    (tmp_path / "a.flac").touch()
+    write_csv(tmp_path / "unlabeled.csv", "path,track,start_s\na.flac,album/one.ogg,0\nsub/b.flac,album/one.ogg,30\n")
+    got = read_recordings(tmp_path / "unlabeled.csv")
+    assert got == {str((tmp_path / "a.flac").resolve()): "album/one.ogg",
+                   str((tmp_path / "sub" / "b.flac").resolve()): "album/one.ogg"}
+    write_csv(tmp_path / "manifest.csv", "path,label,split,track\nc.flac,x,train,album/two.ogg\n")
+    write_csv(tmp_path / "other.csv", "path,track\nd.flac,nowhere\n")  # not one of the dataset's tables
+    both = dataset_recordings(tmp_path)
+    assert both == {**got, str((tmp_path / "c.flac").resolve()): "album/two.ogg"}
+    write_csv(tmp_path / "manifest.csv", "path,label,split\nc.flac,x,train\n")  # no track column: skipped
+    assert dataset_recordings(tmp_path) == got
+    assert dataset_recordings(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("path,label\na.flac,x\n", "no 'track' column"),
+    ("path,track\na.flac,\n", ":2: empty path or 'track'"),
+    ("path,track\na.flac,t,extra\n", ":2: expected 2 fields"),
+    ("path,track\na.flac,t\n./a.flac,u\n", ":3: ./a.flac is listed twice"),
+])
+def test_recordings_table_refusals_name_the_line(tmp_path, text, match):
+    write_csv(tmp_path / "r.csv", text)
+    with pytest.raises(ManifestError, match=match):
+        read_recordings(tmp_path / "r.csv")
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_recordings(tmp_path / "none.csv")

@@ -27,6 +27,7 @@ from s3t.manifest import ManifestRow, read_manifest, write_manifest
 from s3t.shards import (
     UNLABELED,
     audio_hours,
+    clip_recordings,
     INDEX_COLUMNS,
     ClipSource,
     FeatureStore,
@@ -226,6 +227,21 @@ def test_audio_hours_sums_the_selected_clips_durations(baseline, tmp_path):
     assert audio_hours(pretraining_clips(root, ["train"])[0]) == pytest.approx(train / 3600)
     both = pretraining_clips(root, ["train", UNLABELED])[0]
     assert audio_hours(both) == pytest.approx((train + sum(seconds.values())) / 3600)
+
+
+def test_clip_recordings_follow_the_table_and_default_to_the_clip_s_own_file(baseline, tmp_path):
+    out, _ = baseline
+    root = tmp_path / "store"
+    shutil.copytree(out, root)
+    shutil.copytree(out, root / UNLABELED)
+    clips = pretraining_clips(root, ["train", UNLABELED])[0]
+    store = FeatureStore(root)
+    train_paths = [r["path"] for r, s in zip(store.rows, store.splits) if s == "train"]
+    paths = train_paths + [r["path"] for r in store.rows]
+    # The two train files come from one recording; the rest are listed nowhere.
+    got = clip_recordings(clips, {train_paths[0]: "song", train_paths[1]: "song"})
+    assert got == ["song", "song"] + ["song" if p in train_paths else p for p in paths[2:]]
+    assert clip_recordings(clips, {}) == paths
 
 
 def test_recompressed_clips_equal_featurizing_with_the_coarser_compression(corpus, baseline, tmp_path):

@@ -150,3 +150,44 @@ def test_a_checkpoint_without_settings_added_later_resumes_with_their_defaults(t
     save_checkpoint(state, tmp_path / "c.pt")
     with pytest.raises(ResumeError, match="another configuration"):
         pretrain(_clips(), MODEL, config, tmp_path / "c.pt", resume=True)
+
+
+def test_recording_positives_pair_each_clip_with_a_piece_of_its_own_recording(tmp_path, monkeypatch):
+    import s3t.train
+
+    # Three recordings of three pieces each; a recording's pieces share one loud frequency bin.
+    groups = [g for g in range(3) for _ in range(3)]
+    clips = [torch.randn(84, 50 + i, generator=torch.Generator().manual_seed(i)) for i in range(9)]
+    for clip, g in zip(clips, groups):
+        clip[10 * g] += 20.0
+    batches = []
+
+    class Recorded(s3t.train.MusicAugment):
+        def forward(self, x, lengths=None, generator=None, *, moments=None):
+            batches.append(x.mean(dim=2).argmax(dim=1) // 10)  # each row's recording
+            return super().forward(x, lengths, generator, moments=moments)
+
+    monkeypatch.setattr(s3t.train, "MusicAugment", Recorded)
+    config = PretrainConfig(epochs=4, batch_size=4, K=16, warmup_epochs=0, positives="recording")
+    history = pretrain(clips, MODEL, config, tmp_path / "r.pt", groups=[f"track{g}" for g in groups])
+    assert len(history) == 4 and all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
+    assert len(batches) == 4 * 2
+    for rows in batches:
+        assert rows.shape == (8,)  # the batch, then one partner per clip
+        assert torch.equal(rows[:4], rows[4:])
+    with pytest.raises(ValueError, match="needs each clip's recording"):
+        pretrain(clips, MODEL, config, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="3 recordings for 9 clips"):
+        pretrain(clips, MODEL, config, tmp_path / "x.pt", groups=[0, 1, 2])
+    with pytest.raises(ValueError, match="positives must be one of clip, recording"):
+        PretrainConfig(positives="track")
+
+
+def test_partners_are_drawn_uniformly_within_the_recording():
+    from s3t.train import _partners
+
+    members, group_of = [[0, 1, 2], [3]], [0, 0, 0, 1]
+    drawn = _partners([0] * 3000 + [3] * 10, members, group_of, torch.Generator().manual_seed(0))
+    counts = torch.bincount(torch.tensor(drawn[:3000]), minlength=4)
+    assert counts[3] == 0 and all(900 < c < 1100 for c in counts[:3])  # about a third each, itself included
+    assert drawn[3000:] == [3] * 10  # a recording of one piece pairs the piece with itself
