@@ -86,7 +86,9 @@ def main() -> None:
     train_keys = {k: v for k, v in p["pretrain"].items() if k not in ("dataset", "splits", "devices")}
     config = PretrainConfig(**train_keys, seed=p["seed"], augment=dict(p["augment"]))
     clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
-    groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data)) if config.positives == "recording" else None
+    groups = None
+    if config.positives == "recording" or config.negatives == "other_recordings":
+        groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data))
     clips = at_compression(clips, FeatureStore(features / data).cqt_config, model.cqt)
 
     name = "_".join(args.overrides).replace("/", "-") or "default"

@@ -27,6 +27,11 @@ Ambiguities and choices:
   make that layout informative. ``pool(backbone, x) -> (B, pool_dim)`` replaces the backbone's own
   output as the head's input (and the head's hidden width stays the backbone's ``num_features``);
   without it the module is MoCo's. The paper does not say; its default is MoCo's.
+- Negatives of the query's own recording. MoCo counts every queued key as a negative. Where clips
+  are pieces of longer recordings, the queue holds other pieces of the query's recording, pushed
+  away as if they were other music. With ``queue_groups`` the module keeps each queued key's
+  recording id, and ``forward(..., groups=...)`` drops the keys of the query's own recording from its
+  negatives (their logits become -inf). The paper does not say; its default keeps them all.
 - Key encoder mode. ``encoder_k`` follows the module's train/eval mode like MoCo's, so drop path and
   BN batch statistics are active for keys during training.
 - Distributed queue. Keys from all ranks are gathered (rank order) before they are enqueued, so every
@@ -115,15 +120,18 @@ def batch_unshuffle(y: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 
 def contrastive_logits(
-    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T: float
+    q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, T: float, mask: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """InfoNCE logits of queries against their positive keys and the queued negatives.
 
-    q: (B, C) and k: (B, C), L2-normalised; queue: (C, K) of L2-normalised negatives; T: temperature.
+    q: (B, C) and k: (B, C), L2-normalised; queue: (C, K) of L2-normalised negatives; T: temperature;
+    mask: (B, K) bool, True where a queued key is not a negative of that query (its logit is -inf).
     Returns logits (B, 1 + K), column 0 the positive ``q.k / T``, and labels (B,) of zeros (long).
     """
     l_pos = torch.einsum("bc,bc->b", q, k).unsqueeze(1)  # (B, 1)
     l_neg = q @ queue  # (B, K)
+    if mask is not None:
+        l_neg = l_neg.masked_fill(mask, float("-inf"))
     logits = torch.cat([l_pos, l_neg], dim=1) / T  # (B, 1+K)
     labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)  # (B,)
     return logits, labels
@@ -181,6 +189,9 @@ class MoCo(nn.Module):
         pool: ``(backbone, x) -> (B, pool_dim)``, the head's input instead of ``backbone(x)``
             (see "What the head sees" in the module docstring); needs ``pool_dim``.
         pool_dim: length of ``pool``'s vectors.
+        queue_groups: keep each queued key's recording id (buffer ``queue_group``, (K,) long, -1 for
+            none yet), so that ``forward(..., groups=...)`` leaves the query's own recording out of its
+            negatives (see the module docstring).
 
     ``encoder_q`` and ``encoder_k`` are ``nn.Sequential(backbone, head)`` with named children
     ``.backbone`` and ``.head``; downstream features are ``encoder_q.backbone(x)``.
@@ -198,6 +209,7 @@ class MoCo(nn.Module):
         world_size: int = 1,
         pool: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
         pool_dim: int | None = None,
+        queue_groups: bool = False,
     ) -> None:
         super().__init__()
         if K < 1:
@@ -242,6 +254,8 @@ class MoCo(nn.Module):
 
         self.register_buffer("queue", F.normalize(torch.randn(dim, K), dim=0))  # (dim, K)
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))  # next column to write
+        if queue_groups:
+            self.register_buffer("queue_group", torch.full((K,), -1, dtype=torch.long))  # (K,)
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -252,8 +266,9 @@ class MoCo(nn.Module):
         torch._foreach_lerp_(params_k, params_q, 1.0 - self.m)
 
     @torch.no_grad()
-    def dequeue_and_enqueue(self, keys: torch.Tensor) -> None:
-        """Write keys (B, dim) from every rank (rank order) over the oldest queue columns."""
+    def dequeue_and_enqueue(self, keys: torch.Tensor, groups: torch.Tensor | None = None) -> None:
+        """Write keys (B, dim), and their recordings ``groups`` (B,) where kept, from every rank (rank
+        order) over the oldest queue columns."""
         keys = concat_all_gather(keys)  # (W*B, dim)
         n = keys.shape[0]
         if self.K % n:
@@ -265,6 +280,8 @@ class MoCo(nn.Module):
         # the host wait for the GPU at every step.
         columns = (self.queue_ptr + torch.arange(n, device=keys.device)) % self.K  # (n,)
         self.queue.index_copy_(1, columns, keys.T.to(self.queue.dtype))
+        if groups is not None:
+            self.queue_group.index_copy_(0, columns, concat_all_gather(groups))
         self.queue_ptr.copy_((self.queue_ptr + n) % self.K)
 
     def _project(self, encoder: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -281,20 +298,30 @@ class MoCo(nn.Module):
             return batch_unshuffle(F.normalize(self._project(self.encoder_k, shuffled), dim=1), perm)
         return F.normalize(self._project(self.encoder_k, im_k), dim=1)
 
-    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """im_q, im_k: (B, C, S, S) two augmented views. Returns logits (B, 1+K) and labels (B,) of zeros.
+    def forward(
+        self, im_q: torch.Tensor, im_k: torch.Tensor, groups: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """im_q, im_k: (B, C, S, S) two augmented views; groups: (B,) long recording ids (needs
+        ``queue_groups``), whose queued keys are then no negatives. Returns logits (B, 1+K) and
+        labels (B,) of zeros.
 
-        Updates ``encoder_k`` and enqueues this batch's keys as side effects.
+        Updates ``encoder_k`` and enqueues this batch's keys (and groups) as side effects.
         """
         if im_q.shape != im_k.shape:
             raise ValueError(
                 "query and key batches must have the same shape, got "
                 f"{tuple(im_q.shape)} and {tuple(im_k.shape)}"
             )
+        keeps_groups = hasattr(self, "queue_group")
+        if groups is not None and not keeps_groups:
+            raise ValueError("groups were given but this MoCo keeps no recording ids; build it with queue_groups=True")
+        if groups is None and keeps_groups:
+            raise ValueError("a MoCo built with queue_groups=True needs each query's recording (groups)")
         q = F.normalize(self._project(self.encoder_q, im_q), dim=1)  # (B, dim)
         with torch.no_grad():
             self.momentum_update()
             k = self._keys(im_k)  # (B, dim)
-        logits, labels = contrastive_logits(q, k, self.queue.clone().detach(), self.T)
-        self.dequeue_and_enqueue(k)
+        mask = None if groups is None else groups.unsqueeze(1) == self.queue_group.unsqueeze(0)  # (B, K)
+        logits, labels = contrastive_logits(q, k, self.queue.clone().detach(), self.T, mask)
+        self.dequeue_and_enqueue(k, groups)
         return logits, labels

@@ -23,7 +23,11 @@ Choices where the paper is silent:
   crops of the same clip. ``"recording"``: the key view is cut from a piece of the same recording
   drawn uniformly among its pieces (the query's own piece included), so a long track cut into 30 s
   pieces gives positives up to its whole length apart, as CLMR's crops of a whole song are (Spijkervet
-  and Burgoyne 2021). The paper's clips are the datasets' own 30 s excerpts, where the two agree.
+  and Burgoyne 2021). The paper's "two crops from the same music sample" (2.3) does not say which;
+  its datasets' samples are 30 s excerpts, where the two agree.
+- ``negatives``: ``"all"`` (MoCo, the paper) contrasts each query with every queued key;
+  ``"other_recordings"`` leaves out the keys cut from the query's own recording (:class:`s3t.moco.MoCo`
+  ``queue_groups``), which MoCo would push away as other music.
 - Checkpoints are written at the end of every epoch. Resuming restores the model,
   optimiser, queue and pointer, step, and every random state of every rank (global torch
   RNG for drop path, the augmentation generator), so on CPU a resumed run ends with the
@@ -53,6 +57,7 @@ from s3t.schedule import cosine_with_warmup
 
 
 POSITIVES = ("clip", "recording")
+NEGATIVES = ("all", "other_recordings")
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class PretrainConfig:
     head_pooling: str = "final"  # what MoCo's head sees: "final" (MoCo's), or a clip embedding's pooling
     frozen: tuple[str, ...] = ()  # backbone sub-modules kept at their random initialisation
     positives: str = "clip"  # the key view's source: "clip" (the query's own clip) or "recording"
+    negatives: str = "all"  # the queued keys a query is contrasted with: "all" or "other_recordings"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frozen", tuple(self.frozen))  # a YAML list compares equal after a resume
@@ -89,6 +95,8 @@ class PretrainConfig:
                              "set pretrain.head_pooling=final or pretrain.compile=false")
         if self.positives not in POSITIVES:
             raise ValueError(f"positives must be one of {', '.join(POSITIVES)}, got {self.positives!r}")
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if not 0 <= self.warmup_epochs <= self.epochs:
@@ -142,8 +150,8 @@ def pretrain(
     """Pre-train MoCo on ``clips`` (each a log-CQT (F, T_i)); return the per-epoch history.
 
     ``groups[i]`` names clip i's recording (any hashable id); ``config.positives == "recording"``
-    needs it and then cuts each key view from a piece of the query's recording. Without ``groups``
-    every clip is its own recording.
+    needs it and then cuts each key view from a piece of the query's recording, and
+    ``config.negatives == "other_recordings"`` needs it to leave that recording's queued keys out.
 
     Under ``torch.distributed`` (torchrun) each rank takes every world_size-th clip of the
     epoch's permutation and only rank 0 writes the checkpoint. ``on_step`` receives
@@ -166,12 +174,13 @@ def pretrain(
         )
     if groups is not None and len(groups) != len(clips):
         raise ValueError(f"groups names {len(groups)} recordings for {len(clips)} clips; give one per clip")
-    if config.positives == "recording" and groups is None:
-        raise ValueError("positives 'recording' needs each clip's recording (groups); "
-                         "give it, or set positives to 'clip'")
+    by_recording = config.positives == "recording" or config.negatives == "other_recordings"
+    if by_recording and groups is None:
+        raise ValueError(f"positives {config.positives!r} with negatives {config.negatives!r} needs each clip's "
+                         "recording (groups); give it, or set positives to 'clip' and negatives to 'all'")
     members: list[list[int]] = []
     group_of: list[int] = []
-    if config.positives == "recording":
+    if by_recording:
         ids: dict[Any, int] = {}
         for i, g in enumerate(groups):
             group_of.append(ids.setdefault(g, len(ids)))
@@ -193,6 +202,7 @@ def pretrain(
         model.build_backbone,
         dim=config.dim, K=config.K, m=config.m, T=config.T, num_hidden=config.num_hidden,
         batch_size=config.batch_size, world_size=world, pool=pool, pool_dim=pool_dim,
+        queue_groups=config.negatives == "other_recordings",
     ).to(device)
     torch.manual_seed(config.seed + 1000 * rank)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)
@@ -254,7 +264,7 @@ def pretrain(
             pin_memory=device.type == "cuda", persistent_workers=False,
         )
         epoch_loss, tic = torch.zeros((), device=device), time.perf_counter()  # summed on the device
-        for i, (x, lengths) in enumerate(loader):
+        for i, ((x, lengths), batch) in enumerate(zip(loader, batches)):
             x = x.to(device, non_blocking=True)  # lengths stay on the host: checked there, no device wait
             moments = clip_moments(x, lengths)
             x_q, x_k, _ = augment(x, lengths, augment_generator, moments=moments)
@@ -266,8 +276,11 @@ def pretrain(
             lr = cosine_with_warmup(step, total_steps, warmup_steps, config.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            recordings = None
+            if config.negatives == "other_recordings":
+                recordings = torch.tensor([group_of[j] for j in batch[: config.batch_size]], device=device)
             with amp:
-                logits, labels = net(preprocess(x_q), preprocess(x_k))
+                logits, labels = net(preprocess(x_q), preprocess(x_k), recordings)
                 loss = info_nce(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -133,6 +133,35 @@ def test_contrastive_logits_on_hand_values():
     assert labels.tolist() == [0]
 
 
+def test_queued_keys_of_the_query_s_recording_are_no_negatives():
+    model = tiny_moco(K=8, queue_groups=True)
+    assert model.queue_group.tolist() == [-1] * 8
+    first = torch.tensor([3, 3, 7, 9])
+    model(*views(4, seed=0), groups=first)  # fills columns 0-3 with recordings 3, 3, 7, 9
+    assert model.queue_group.tolist() == [3, 3, 7, 9, -1, -1, -1, -1]
+    im_q, im_k = views(4, seed=1)
+    queue_before = model.queue.clone()
+    logits, _ = model(im_q, im_k, groups=torch.tensor([3, 7, 5, 5]))
+    with torch.no_grad():
+        q = F.normalize(model.encoder_q(im_q), dim=1)
+    masked = torch.isinf(logits[:, 1:])
+    assert masked.tolist() == [
+        [True, True, False, False, False, False, False, False],  # recording 3's two queued keys
+        [False, False, True, False, False, False, False, False],  # recording 7's
+        [False] * 8,
+        [False] * 8,
+    ]
+    torch.testing.assert_close(logits[:, 1:][~masked], (q @ queue_before / model.T)[~masked])
+    # The loss is InfoNCE over the remaining negatives only.
+    row = torch.cat([logits[0, :1], logits[0, 3:]])
+    torch.testing.assert_close(info_nce(logits[:1], torch.zeros(1, dtype=torch.long)), -torch.log_softmax(row, 0)[0])
+    assert model.queue_group.tolist() == [3, 3, 7, 9, 3, 7, 5, 5]
+    with pytest.raises(ValueError, match="needs each query's recording"):
+        model(im_q, im_k)
+    with pytest.raises(ValueError, match="build it with queue_groups=True"):
+        tiny_moco(K=8)(im_q, im_k, groups=first)
+
+
 def test_info_nce_is_low_for_a_clear_positive_and_log_1_plus_k_for_a_tie():
     labels = torch.zeros(3, dtype=torch.long)
     confident = torch.tensor([[50.0, 0.0, 0.0, 0.0]]).repeat(3, 1)

@@ -177,10 +177,29 @@ def test_recording_positives_pair_each_clip_with_a_piece_of_its_own_recording(tm
         assert torch.equal(rows[:4], rows[4:])
     with pytest.raises(ValueError, match="needs each clip's recording"):
         pretrain(clips, MODEL, config, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="needs each clip's recording"):
+        pretrain(clips, MODEL, PretrainConfig(epochs=1, batch_size=4, K=16, warmup_epochs=0, negatives="other_recordings"),
+                 tmp_path / "x.pt")
     with pytest.raises(ValueError, match="3 recordings for 9 clips"):
         pretrain(clips, MODEL, config, tmp_path / "x.pt", groups=[0, 1, 2])
     with pytest.raises(ValueError, match="positives must be one of clip, recording"):
         PretrainConfig(positives="track")
+    with pytest.raises(ValueError, match="negatives must be one of all, other_recordings"):
+        PretrainConfig(negatives="others")
+
+
+def test_other_recordings_negatives_queue_each_key_s_recording(tmp_path):
+    groups = [i // 3 for i in range(9)]
+    config = PretrainConfig(epochs=2, batch_size=4, K=8, warmup_epochs=0, negatives="other_recordings")
+    history = pretrain(_clips(), MODEL, config, tmp_path / "n.pt", groups=[f"r{g}" for g in groups])
+    assert all(torch.isfinite(torch.tensor(row["loss"])) for row in history)
+    state = load_checkpoint(tmp_path / "n.pt")
+    # Two epochs of two batches of 4 filled the queue of 8 twice; each column holds the recording
+    # (dense ids in order of first appearance: r0 -> 0, ...) of the clip whose key it is.
+    queued = state["moco"]["queue_group"]
+    assert queued.shape == (8,) and set(queued.tolist()) <= {0, 1, 2}
+    last_epoch = torch.randperm(9, generator=torch.Generator().manual_seed(config.seed + 1))[:8]
+    assert queued.tolist() == [groups[i] for i in last_epoch.tolist()]
 
 
 def test_partners_are_drawn_uniformly_within_the_recording():
