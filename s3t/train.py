@@ -139,7 +139,7 @@ def pretrain(
     config: PretrainConfig,
     checkpoint_path: str | Path,
     *,
-    groups: Sequence[int] | None = None,
+    groups: Sequence[str | int] | None = None,
     resume: bool = False,
     device: torch.device | str = "cpu",
     on_step: Callable[[dict[str, float]], None] | None = None,
@@ -178,15 +178,14 @@ def pretrain(
     if by_recording and groups is None:
         raise ValueError(f"positives {config.positives!r} with negatives {config.negatives!r} needs each clip's "
                          "recording (groups); give it, or set positives to 'clip' and negatives to 'all'")
-    members: list[list[int]] = []
-    group_of: list[int] = []
+    group_of: list[int] = []  # each clip's recording as a dense id, in order of first appearance
+    members: list[list[int]] = []  # each recording's clips
     if by_recording:
         ids: dict[Any, int] = {}
-        for i, g in enumerate(groups):
-            group_of.append(ids.setdefault(g, len(ids)))
-            if group_of[-1] == len(members):
-                members.append([])
-            members[group_of[-1]].append(i)
+        group_of = [ids.setdefault(g, len(ids)) for g in groups]
+        members = [[] for _ in ids]
+        for i, g in enumerate(group_of):
+            members[g].append(i)
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
