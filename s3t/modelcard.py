@@ -129,6 +129,11 @@ def _encoder_card(state: dict[str, Any]) -> list[str]:
         ("optimiser", f"AdamW, lr {train['lr']:g} (cosine, {train['warmup_epochs']} warm-up epochs), "
                       f"weight decay {train['weight_decay']:g}, batch {train['batch_size']} per process"),
         ("MoCo", f"queue K={train['K']}, momentum m={train['m']:g}, temperature T={train['T']:g}"),
+        # Checkpoints written before these settings existed used the paper's: crops of one clip, every key.
+        ("positive pair", {"clip": "two crops of one clip",
+                           "recording": "crops of two pieces of one recording"}[train.get("positives", "clip")]),
+        ("negatives", {"all": "every queued key",
+                       "other_recordings": "queued keys of other recordings"}[train.get("negatives", "all")]),
         ("seed", train.get("seed", NOT_RECORDED)),
     ])
     return lines + _software(state)

@@ -46,6 +46,16 @@ def test_encoder_card_says_which_modules_stayed_random():
     assert "| kept at random initialisation | patch_embed, layers.0 |" in model_card(state)
 
 
+def test_encoder_card_says_how_positive_pairs_and_negatives_were_drawn():
+    card = model_card(_encoder_state())  # written before the settings existed: the paper's
+    assert "| positive pair | two crops of one clip |" in card and "| negatives | every queued key |" in card
+    state = _encoder_state()
+    state["config"]["pretrain"] = {**TRAIN, "positives": "recording", "negatives": "other_recordings"}
+    card = model_card(state)
+    assert "| positive pair | crops of two pieces of one recording |" in card
+    assert "| negatives | queued keys of other recordings |" in card
+
+
 def test_probe_and_embeddings_cards_show_labels_threshold_and_metrics():
     probe = LinearProbe(6, ["rock", "jazz", "piano"], multilabel=True)
     probe.threshold = 0.31
