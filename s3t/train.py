@@ -19,6 +19,9 @@ Choices where the paper is silent:
   copies stay equal to the query encoder's. MoCo v3 (Chen, Xie and He 2021, "An Empirical Study of
   Training Self-Supervised Vision Transformers") keeps ViT's patch projection random for stability;
   the paper does not mention it, so nothing is frozen by default.
+- ``head_from_stage`` leaves a pooled head's first stages out of its input. A stage kept at its
+  random weights (``frozen``) still feeds the head otherwise, and the head can then score the pair
+  from those fixed features without the stages that train.
 - ``positives`` says where the key view comes from. ``"clip"`` (the paper, 2.3): both views are
   crops of the same clip. ``"recording"``: the key view is cut from a piece of the same recording
   drawn uniformly among its pieces (the query's own piece included), so a long track cut into 30 s
@@ -82,6 +85,7 @@ class PretrainConfig:
     augment: dict[str, Any] = field(default_factory=dict)
     head_pooling: str = "final"  # what MoCo's head sees: "final" (MoCo's), or a clip embedding's pooling
     frozen: tuple[str, ...] = ()  # backbone sub-modules kept at their random initialisation
+    head_from_stage: int = 0  # with a pooled head: the first backbone stage (0-based) whose features it sees
     positives: str = "clip"  # the key view's source: "clip" (the query's own clip) or "recording"
     negatives: str = "all"  # the queued keys a query is contrasted with: "all" or "other_recordings"
 
@@ -93,6 +97,9 @@ class PretrainConfig:
             # torch.compile wraps the encoders' forward, which a head on pooled stages bypasses.
             raise ValueError(f"compile needs head_pooling 'final' (got {self.head_pooling!r}); "
                              "set pretrain.head_pooling=final or pretrain.compile=false")
+        if self.head_from_stage < 0 or (self.head_from_stage and self.head_pooling == "final"):
+            raise ValueError(f"head_from_stage must be >= 0, and 0 with head_pooling 'final' (MoCo's head sees the "
+                             f"backbone's output), got {self.head_from_stage} with {self.head_pooling!r}")
         if self.positives not in POSITIVES:
             raise ValueError(f"positives must be one of {', '.join(POSITIVES)}, got {self.positives!r}")
         if self.negatives not in NEGATIVES:
@@ -196,6 +203,13 @@ def pretrain(
         # Built before the seed is set, so a run with MoCo's head draws the same weights as before.
         pooler = Encoder(replace(model, embed_pooling=config.head_pooling))
         pool, pool_dim = pooler.pool_stages, pooler.embedding_dim
+        if config.head_from_stage:
+            dims = pooler.stage_dims
+            if config.head_from_stage >= len(dims):
+                raise ValueError(f"head_from_stage is {config.head_from_stage} but the {model.backbone} backbone "
+                                 f"has {len(dims)} stages (0-{len(dims) - 1})")
+            skip = sum(dims[: config.head_from_stage])  # the left-out stages' leading blocks
+            pool, pool_dim = (lambda backbone, x: pooler.pool_stages(backbone, x)[:, skip:]), pool_dim - skip
     torch.manual_seed(config.seed)
     moco = MoCo(
         model.build_backbone,

@@ -210,3 +210,19 @@ def test_partners_are_drawn_uniformly_within_the_recording():
     counts = torch.bincount(torch.tensor(drawn[:3000]), minlength=4)
     assert counts[3] == 0 and all(900 < c < 1100 for c in counts[:3])  # about a third each, itself included
     assert drawn[3000:] == [3] * 10  # a recording of one piece pairs the piece with itself
+
+
+def test_head_from_stage_feeds_the_head_only_the_later_stages(tmp_path):
+    swin = ModelConfig(backbone="swin_cpu", preprocessor="time_folding", input_size=64,
+                       backbone_kwargs={"patch_size": 4, "window_size": 4}, cqt=CQTConfig(n_bins=84))
+    config = PretrainConfig(epochs=1, batch_size=4, K=8, warmup_epochs=0, head_pooling="bands", head_from_stage=1,
+                            frozen=["patch_embed", "layers.0"])
+    history = pretrain(_clips(8), swin, config, tmp_path / "h.pt")
+    assert torch.isfinite(torch.tensor(history[-1]["loss"]))
+    head_in = load_checkpoint(tmp_path / "h.pt")["moco"]["encoder_q.head.mlp.0.weight"].shape[1]
+    assert head_in == 2 * 7 * (96 + 192)  # 7 octaves x mean and std x the channels of stages 1 and 2
+    with pytest.raises(ValueError, match="has 3 stages"):
+        pretrain(_clips(8), swin, PretrainConfig(epochs=1, batch_size=4, K=8, warmup_epochs=0, head_pooling="bands",
+                                                 head_from_stage=3), tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="0 with head_pooling 'final'"):
+        PretrainConfig(head_from_stage=1)
