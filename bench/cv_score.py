@@ -19,10 +19,8 @@ group the means. Tracks come from the dataset folder's tables (`s3t.manifest.dat
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
-from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -32,38 +30,11 @@ from s3t.checkpoint import load_checkpoint
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import dataset_recordings
-from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
+from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, group_folds
 from s3t.shards import FeatureStore
 from s3t.train import load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def track_folds(tracks: list[str], labels: list[str], folds: int) -> list[int]:
-    """Each clip's fold: per class, its tracks in sha256 order dealt round robin over the folds."""
-    by_class: dict[str, set[str]] = defaultdict(set)
-    for track, label in zip(tracks, labels):
-        by_class[label].add(track)
-    fold_of: dict[str, int] = {}
-    for label in sorted(by_class):
-        for i, track in enumerate(sorted(by_class[label], key=lambda t: hashlib.sha256(t.encode()).hexdigest())):
-            fold_of[track] = i % folds
-    return [fold_of[t] for t in tracks]
-
-
-def cv_score(x: torch.Tensor, labels: list[tuple[str, ...]], folds: list[int], n_folds: int,
-             probe: ProbeConfig) -> tuple[float, float]:
-    """Linear and k-NN top-1 (fractions) over all rows, each row scored in the rotation that tests its fold."""
-    label_set = sorted({y for row in labels for y in row})
-    right = {"linear": 0.0, "knn": 0.0}
-    for test in range(n_folds):
-        valid = (test + 1) % n_folds
-        splits = ["test" if f == test else "valid" if f == valid else "train" for f in folds]
-        _, result, _ = probe_splits(x, labels, splits, label_set, False, config=probe, grid=DEFAULT_GRID, knn=True)
-        n_test = splits.count("test")
-        right["linear"] += result["top1"] * n_test
-        right["knn"] += result["knn"]["test"]["top1"] * n_test
-    return right["linear"] / len(folds), right["knn"] / len(folds)
 
 
 def main() -> None:
@@ -83,7 +54,7 @@ def main() -> None:
     recordings = dataset_recordings(ROOT / "data" / "raw" / args.dataset)
     tracks = [recordings.get(store.rows[i]["path"], store.rows[i]["path"]) for i in keep]
     labels = [store.labels[i] for i in keep]
-    folds = track_folds(tracks, [row[0] for row in labels], args.folds)
+    folds = group_folds(tracks, [row[0] for row in labels], args.folds)
     clips = [store[i] for i in keep]
     print(f"{len(keep)} clips of {len(set(tracks))} tracks in {args.folds} folds of "
           f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips", flush=True)
@@ -95,8 +66,11 @@ def main() -> None:
 
     hand = handcrafted_embeddings(clips)
 
+    label_set = sorted({y for row in labels for y in row})
+
     def score(x: torch.Tensor, seed: int) -> list[float]:
-        return [100 * v for v in cv_score(x, labels, folds, args.folds, probe_config(seed))]
+        result = cross_validate(x, labels, folds, label_set, config=probe_config(seed), grid=DEFAULT_GRID)
+        return [100 * result["top1"], 100 * result["knn_top1"]]
 
     # Random-Init and the hand-crafted row depend only on the seed (and the architecture): scored once.
     random_init: dict[tuple[int, str], list[float]] = {}

@@ -24,6 +24,11 @@ Choices where the paper is silent:
   asking "which tags does this song have" needs a yes or no per tag. One threshold for all tags,
   the one with the best micro-F1 on the validation split, is stored in the probe; one per tag
   would be fitted on a handful of positives for rare tags.
+- Cross-validation (:func:`group_folds`, :func:`cross_validate`): a valid split of a few dozen clips
+  scores a setting in steps of one clip. For choosing between pre-training recipes, the train and
+  valid clips are cut into folds by group (a track: its clips never straddle two folds), each fold
+  holding groups of every class, and each fold is scored once with the protocol above, the next fold
+  selecting the grid setting and k, the rest training. The test split stays out.
 - Label fractions (1 %, 10 %) are drawn from the training rows with a fixed seed,
   stratified per class for single-label tasks (at least one row per class). For
   multi-label tasks rows are drawn uniformly, then one row is added for every tag
@@ -34,7 +39,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -359,3 +366,48 @@ def probe_splits(
         result["knn"] = knn_evaluate(x[train_idx], y[train_idx], valid_x, valid_y, x[masks["test"]],
                                      y[masks["test"]], len(labels))
     return probe, result, history
+
+
+def group_folds(groups: Sequence[str], labels: Sequence[str], folds: int) -> list[int]:
+    """Each row's fold in [0, folds): per label, its groups in sha256 order dealt round robin, so
+    a group's rows share a fold and every fold holds groups of every label that has ``folds`` groups.
+    ``groups[i]`` and ``labels[i]`` are row i's group (e.g. its track) and its (first) label."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    label_of: dict[str, str] = {}
+    by_label: dict[str, set[str]] = defaultdict(set)
+    for group, label in zip(groups, labels):
+        if label_of.setdefault(group, label) != label:
+            raise ValueError(f"group {group!r} has rows of several labels ({label_of[group]!r}, {label!r}); "
+                             "give each group one label")
+        by_label[label].add(group)
+    fold_of = {
+        group: i % folds
+        for label in sorted(by_label)
+        for i, group in enumerate(sorted(by_label[label], key=lambda g: hashlib.sha256(g.encode()).hexdigest()))
+    }
+    return [fold_of[g] for g in groups]
+
+
+def cross_validate(
+    x: torch.Tensor,
+    label_rows: Sequence[Sequence[str]],
+    folds: Sequence[int],
+    labels: Sequence[str],
+    *,
+    config: ProbeConfig = ProbeConfig(),
+    grid: Sequence[tuple[float, float]] | None = None,
+) -> dict[str, float]:
+    """Single-label top-1 (fractions) of the linear probe and of k-NN over every row of ``x`` (N, D),
+    each row scored once, in the rotation whose test fold holds it (:func:`probe_splits`, the next
+    fold as valid, the rest as train). ``folds`` from :func:`group_folds`."""
+    n_folds = max(folds) + 1
+    right = {"top1": 0.0, "knn_top1": 0.0}
+    for test in range(n_folds):
+        valid = (test + 1) % n_folds
+        splits = ["test" if f == test else "valid" if f == valid else "train" for f in folds]
+        _, result, _ = probe_splits(x, label_rows, splits, labels, False, config=config, grid=grid, knn=True)
+        n_test = splits.count("test")
+        right["top1"] += result["top1"] * n_test
+        right["knn_top1"] += result["knn"]["test"]["top1"] * n_test
+    return {key: value / len(folds) for key, value in right.items()}
