@@ -5,6 +5,10 @@ The in-progress checkpoint lives in work/pretrain/<hash of the resolved config a
 so a killed run resumes where it stopped (same config, same code) and a changed config or a change
 to the library or this stage starts afresh (a finished run of older code is never reused).
 
+With `pretrain.positives: recording` or `pretrain.negatives: other_recordings` the recording of each
+clip comes from the dataset folder's tables with a `track` column (data/raw/<dataset>/manifest.csv and
+unlabeled.csv; `s3t.manifest.dataset_recordings`); a clip listed in neither is its own recording.
+
 Several devices (DDP). With `pretrain.devices` > 1 the stage relaunches itself under torchrun
 on this machine, one process per device: NCCL with one GPU each when CUDA is available (the
 machine must have that many GPUs), otherwise gloo with one CPU process each (a test or debug
