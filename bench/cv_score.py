@@ -31,7 +31,7 @@ from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import dataset_recordings
 from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, group_folds
-from s3t.shards import FeatureStore
+from s3t.shards import FeatureStore, clip_recordings
 from s3t.train import load_encoder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +51,7 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     store = FeatureStore(ROOT / "data" / "features" / args.dataset)
     keep = [i for i, s in enumerate(store.splits) if s in ("train", "valid")]
-    recordings = dataset_recordings(ROOT / "data" / "raw" / args.dataset)
-    tracks = [recordings.get(store.rows[i]["path"], store.rows[i]["path"]) for i in keep]
+    tracks = clip_recordings(torch.utils.data.Subset(store, keep), dataset_recordings(ROOT / "data" / "raw" / args.dataset))
     labels = [store.labels[i] for i in keep]
     folds = group_folds(tracks, [row[0] for row in labels], args.folds)
     clips = [store[i] for i in keep]
