@@ -4,7 +4,9 @@ overrides, then score S3T, Random-Init and the hand-crafted statistics on the va
 The base is what `dvc exp run -S ...` would compose from conf/ (same Hydra composition); the data
 are the featurized stores of `pretrain.dataset` (run `dvc repro featurize` first). The probe is
 the pipeline's default protocol (the best of the lr x weight-decay grid on valid) plus k-NN.
-Only validation numbers are printed: the default is chosen on them, test is reported once.
+Only validation numbers are printed, in two rows: the valid split's, then the grouped cross-validation
+over train + valid (`s3t.probe.cross_validate`, 5 folds by track, as `bench/cv_score.py`), on which
+the default is chosen; test is reported once.
 
     python bench/recipe_ablation.py                          # the current default
     python bench/recipe_ablation.py pretrain.K=512 pretrain.epochs=50
@@ -39,7 +41,7 @@ from s3t.cqt import CQTConfig
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
-from s3t.probe import DEFAULT_GRID, ProbeConfig, probe_splits
+from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, group_folds, probe_splits
 from s3t.manifest import dataset_recordings
 from s3t.shards import FeatureStore, Recompressed, clip_recordings, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, run_key
@@ -108,7 +110,12 @@ def main() -> None:
     label_set = sorted({x for row in labels for x in row})
     probe = ProbeConfig(epochs=p["probe"]["epochs"], batch_size=p["probe"]["batch_size"][p["eval_datasets"][0]],
                         warmup_epochs=p["probe"]["warmup_epochs"], seed=p["seed"])
-    cells, valid = [], []
+    # The grouped cross-validation over train + valid (bench/cv_score.py): four times valid's clips.
+    keep = [i for i, split in enumerate(eval_store.splits) if split in ("train", "valid")]
+    tracks = clip_recordings(torch.utils.data.Subset(eval_store, keep),
+                             dataset_recordings(ROOT / "data" / "raw" / p["eval_datasets"][0]))
+    folds = group_folds(tracks, [labels[i][0] for i in keep], 5)
+    cells, valid, fold_cells = [], [], []
     eval_clips = at_compression(eval_store, eval_store.cqt_config, model.cqt)
     for x in (embed_spectrograms(encoder.eval(), eval_clips), embed_spectrograms(random_init.eval(), eval_clips),
               handcrafted_embeddings(eval_clips)):
@@ -116,10 +123,13 @@ def main() -> None:
                                     knn=True)
         cells.append(f"{100 * result['valid']['top1']:.1f} / {100 * result['knn']['valid']:.1f}")
         valid.append(100 * result["valid"]["top1"])
+        scores = cross_validate(x[keep], [labels[i] for i in keep], folds, label_set, config=probe, grid=DEFAULT_GRID)
+        fold_cells.append(f"{100 * scores['top1']:.1f} / {100 * scores['knn_top1']:.1f}")
     samples = len(history) * per_epoch
     load = os.getloadavg()[0]
     print(f"| {' '.join(args.overrides) or 'default'} | {' | '.join(cells)} | {history[-1]['loss']:.3f} | "
           f"{samples} | {minutes:.1f} | {load:.1f} |", flush=True)
+    print(f"| {' '.join(args.overrides) or 'default'} (folds) | {' | '.join(fold_cells)} | | | | |", flush=True)
     if args.record:
         row = {
             "overrides": " ".join(args.overrides) or "default", "samples": samples,
