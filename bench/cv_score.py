@@ -37,6 +37,14 @@ from s3t.train import load_encoder
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def train_valid_folds(store: FeatureStore, dataset: str, folds: int) -> tuple[list[int], list[str], list[int]]:
+    """The store's train + valid rows, each one's track (the dataset folder's tables) and its fold
+    (:func:`s3t.probe.group_folds`); `bench/recipe_ablation.py` scores its rows on the same folds."""
+    keep = [i for i, split in enumerate(store.splits) if split in ("train", "valid")]
+    tracks = clip_recordings(torch.utils.data.Subset(store, keep), dataset_recordings(ROOT / "data" / "raw" / dataset))
+    return keep, tracks, group_folds(tracks, [store.labels[i][0] for i in keep], folds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "CHECKPOINT"),
@@ -50,10 +58,8 @@ def main() -> None:
     groups = {group[0]: [Path(c) for c in group[1:]] for group in args.group}
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     store = FeatureStore(ROOT / "data" / "features" / args.dataset)
-    keep = [i for i, s in enumerate(store.splits) if s in ("train", "valid")]
-    tracks = clip_recordings(torch.utils.data.Subset(store, keep), dataset_recordings(ROOT / "data" / "raw" / args.dataset))
+    keep, tracks, folds = train_valid_folds(store, args.dataset, args.folds)
     labels = [store.labels[i] for i in keep]
-    folds = group_folds(tracks, [row[0] for row in labels], args.folds)
     clips = [store[i] for i in keep]
     print(f"{len(keep)} clips of {len(set(tracks))} tracks in {args.folds} folds of "
           f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips", flush=True)
@@ -64,7 +70,6 @@ def main() -> None:
                            warmup_epochs=section["warmup_epochs"], seed=seed)
 
     hand = handcrafted_embeddings(clips)
-
     label_set = sorted({y for row in labels for y in row})
 
     def score(x: torch.Tensor, seed: int) -> list[float]:

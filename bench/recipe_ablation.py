@@ -41,10 +41,12 @@ from s3t.cqt import CQTConfig
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
-from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, group_folds, probe_splits
+from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, probe_splits
 from s3t.manifest import dataset_recordings
 from s3t.shards import FeatureStore, Recompressed, clip_recordings, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, run_key
+
+from cv_score import train_valid_folds  # bench/ is this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +91,7 @@ def main() -> None:
     config = PretrainConfig(**train_keys, seed=p["seed"], augment=dict(p["augment"]))
     clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
     groups = None
-    if config.positives == "recording" or config.negatives == "other_recordings":
+    if config.needs_recordings:
         groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data))
     clips = at_compression(clips, FeatureStore(features / data).cqt_config, model.cqt)
 
@@ -111,10 +113,7 @@ def main() -> None:
     probe = ProbeConfig(epochs=p["probe"]["epochs"], batch_size=p["probe"]["batch_size"][p["eval_datasets"][0]],
                         warmup_epochs=p["probe"]["warmup_epochs"], seed=p["seed"])
     # The grouped cross-validation over train + valid (bench/cv_score.py): four times valid's clips.
-    keep = [i for i, split in enumerate(eval_store.splits) if split in ("train", "valid")]
-    tracks = clip_recordings(torch.utils.data.Subset(eval_store, keep),
-                             dataset_recordings(ROOT / "data" / "raw" / p["eval_datasets"][0]))
-    folds = group_folds(tracks, [labels[i][0] for i in keep], 5)
+    keep, _, folds = train_valid_folds(eval_store, p["eval_datasets"][0], 5)
     cells, valid, fold_cells = [], [], []
     eval_clips = at_compression(eval_store, eval_store.cqt_config, model.cqt)
     for x in (embed_spectrograms(encoder.eval(), eval_clips), embed_spectrograms(random_init.eval(), eval_clips),

@@ -89,6 +89,11 @@ class PretrainConfig:
     positives: str = "clip"  # the key view's source: "clip" (the query's own clip) or "recording"
     negatives: str = "all"  # the queued keys a query is contrasted with: "all" or "other_recordings"
 
+    @property
+    def needs_recordings(self) -> bool:
+        """Whether :func:`pretrain` needs each clip's recording (its ``groups``)."""
+        return self.positives == "recording" or self.negatives == "other_recordings"
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "frozen", tuple(self.frozen))  # a YAML list compares equal after a resume
         if self.head_pooling not in POOLINGS:
@@ -181,13 +186,12 @@ def pretrain(
         )
     if groups is not None and len(groups) != len(clips):
         raise ValueError(f"groups names {len(groups)} recordings for {len(clips)} clips; give one per clip")
-    by_recording = config.positives == "recording" or config.negatives == "other_recordings"
-    if by_recording and groups is None:
+    if config.needs_recordings and groups is None:
         raise ValueError(f"positives {config.positives!r} with negatives {config.negatives!r} needs each clip's "
                          "recording (groups); give it, or set positives to 'clip' and negatives to 'all'")
     group_of: list[int] = []  # each clip's recording as a dense id, in order of first appearance
     members: list[list[int]] = []  # each recording's clips
-    if by_recording:
+    if config.needs_recordings:
         ids: dict[Any, int] = {}
         group_of = [ids.setdefault(g, len(ids)) for g in groups]
         members = [[] for _ in ids]

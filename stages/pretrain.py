@@ -86,7 +86,7 @@ def main() -> None:
     # run on other clips is never resumed.
     clips, data_digest = pretraining_clips(FEATURES / section["dataset"], section["splits"])
     groups = None
-    if config.positives == "recording" or config.negatives == "other_recordings":
+    if config.needs_recordings:
         # Which recording each clip was cut from: the dataset folder's tables with a `track` column.
         groups = clip_recordings(clips, dataset_recordings(RAW / section["dataset"]))
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section, "clips": data_digest}
