@@ -10,6 +10,7 @@ next fold in turn selects the (lr, weight decay) of the grid and k for k-NN, the
 same protocol, on about four times as many scored clips.
 
     python bench/cv_score.py --group "frozen default" CK0 CK1 ... --group "recording pairs" CK2 ...
+    python bench/cv_score.py --segments 2 --group "default, 2 segments" CK0 CK1 ...
 
 Prints, per checkpoint, top-1 in % of S3T, Random-Init (the checkpoint's architecture initialised
 with its seed, as the ablation draws it) and the hand-crafted statistics, linear / k-NN, and per
@@ -51,6 +52,8 @@ def main() -> None:
                         help="a name, then the checkpoints of its rows (their mean is printed); repeatable")
     parser.add_argument("--dataset", default="soundtracks")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--segments", type=int, default=None,
+                        help="segments per clip for S3T and Random-Init (default: each checkpoint's setting)")
     args = parser.parse_args()
     if any(len(group) < 2 for group in args.group):
         parser.error("each --group needs a name and at least one checkpoint")
@@ -87,10 +90,12 @@ def main() -> None:
             seed = int(config["pretrain"]["seed"])
             key = (seed, repr(config["model"]))
             if key not in random_init:
-                random_init[key] = score(embed_spectrograms(load_encoder(checkpoint, random_init=True, seed=seed), clips), seed)
+                random_init[key] = score(embed_spectrograms(load_encoder(checkpoint, random_init=True, seed=seed), clips,
+                                                             num_segments=args.segments), seed)
             if seed not in handcrafted:
                 handcrafted[seed] = score(hand, seed)
-            row = [score(embed_spectrograms(load_encoder(checkpoint), clips), seed), random_init[key], handcrafted[seed]]
+            row = [score(embed_spectrograms(load_encoder(checkpoint), clips, num_segments=args.segments), seed),
+                   random_init[key], handcrafted[seed]]
             scores.append(row)
             cells = " | ".join(f"{lin:.1f} / {knn:.1f}" for lin, knn in row)
             print(f"| {checkpoint.parent.name} (seed {seed}) | {cells} |", flush=True)
