@@ -7,7 +7,8 @@ Reads every line `| seed=N OVERRIDES (folds) | S3T | Random-Init | hand-crafted 
 top-1 in %); a setting run more than once for a seed keeps its last row. Prints one row per setting:
 its seeds, the means of S3T, Random-Init and the hand-crafted statistics, the default's S3T mean on the
 same seeds, and S3T's paired differences from the default, seed by seed and on the mean. A setting
-with a seed the default lacks is printed without the comparison.
+with a seed the default lacks is printed without the comparison. The means are of the printed
+(one-decimal) scores, so they can differ by 0.1 from `bench/cv_score.py`'s means of the same runs.
 """
 
 from __future__ import annotations
