@@ -37,7 +37,8 @@ def main() -> None:
     before, after = read_rows(args.before), read_rows(args.after)
     shared = [name for name in after if name in before]
     if not shared:
-        raise SystemExit(f"no checkpoint appears in both {args.before} and {args.after}")
+        raise SystemExit(f"no checkpoint appears in both {args.before} and {args.after}: pass two files holding "
+                         "bench/cv_score.py's per-checkpoint rows of the same checkpoints")
     print("| checkpoint | S3T before | S3T after | change | margin over Random-Init before | after |\n|---|---|---|---|---|---|")
     changes, margins = [], []
     for name in shared:

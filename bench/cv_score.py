@@ -57,6 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(len(group) < 2 for group in args.group):
         parser.error("each --group needs a name and at least one checkpoint")
+    if args.segments is not None and args.segments < 1:
+        parser.error(f"--segments must be at least 1, got {args.segments}")
     torch.set_num_threads(os.cpu_count() or 1)
     groups = {group[0]: [Path(c) for c in group[1:]] for group in args.group}
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -64,8 +66,9 @@ def main() -> None:
     keep, tracks, folds = train_valid_folds(store, args.dataset, args.folds)
     labels = [store.labels[i] for i in keep]
     clips = [store[i] for i in keep]
+    segments = args.segments or "each checkpoint's setting"
     print(f"{len(keep)} clips of {len(set(tracks))} tracks in {args.folds} folds of "
-          f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips", flush=True)
+          f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips; segments per clip: {segments}", flush=True)
     section = params["probe"]
 
     def probe_config(seed: int) -> ProbeConfig:

@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("log", type=Path, help="a file holding recipe_ablation.py's printed rows")
     args = parser.parse_args()
     rows = read_rows(args.log)
+    if not rows:
+        raise SystemExit(f'no "| seed=N ... (folds) |" rows in {args.log}: pass a file holding bench/recipe_ablation.py\'s printed rows')
     default = rows.get("", {})
     print("| setting | seeds | S3T | Random-Init | hand-crafted | default's S3T, same seeds | S3T - default (paired) |")
     print("|---|---|---|---|---|---|---|")
