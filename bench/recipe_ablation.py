@@ -41,6 +41,7 @@ from s3t.cqt import CQTConfig
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
+from s3t.datasets.soundtracks import read_index
 from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, probe_splits
 from s3t.manifest import dataset_recordings
 from s3t.shards import FeatureStore, Recompressed, clip_recordings, pretraining_clips
@@ -71,6 +72,20 @@ def at_compression(clips, stored: CQTConfig, wanted: CQTConfig):
     return Recompressed(clips, factor)
 
 
+def check_soundtracks_packages(raw: Path, pretraining_packages: bool) -> None:
+    """Stop unless the soundtracks' pre-training clips on disk (``raw/unlabeled.csv``) were cut with
+    this row's ``soundtracks.pretraining_packages``: the override names the data, but only the
+    download and featurize stages change them, so a row would otherwise train on the other data
+    under this one's name."""
+    wanted = {entry.package for entry in read_index(pretraining_packages=pretraining_packages)}
+    with (raw / "unlabeled.csv").open(newline="", encoding="utf-8") as fh:
+        have = {row["track"].split("/", 1)[0] for row in csv.DictReader(fh)}
+    if have != wanted:
+        raise SystemExit(f"{raw} holds the pre-training clips of {len(have)} packages; this row asks for "
+                         f"soundtracks.pretraining_packages={str(pretraining_packages).lower()} ({len(wanted)} packages). "
+                         "Set it in params.yaml and run dvc repro featurize first")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for dvc exp run -S")
@@ -82,6 +97,8 @@ def main() -> None:
     p = compose(args.overrides)
     data = p["pretrain"]["dataset"]
     features = ROOT / "data" / "features"
+    if data == "soundtracks":
+        check_soundtracks_packages(ROOT / "data" / "raw" / data, p["soundtracks"]["pretraining_packages"])
     model = ModelConfig(
         backbone=p["backbone"]["name"], backbone_kwargs=dict(p["backbone"]["kwargs"]),
         preprocessor=p["preprocessor"]["name"], input_size=p["preprocessor"]["input_size"], cqt=CQTConfig(**p["cqt"]),
