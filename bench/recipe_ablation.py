@@ -73,15 +73,14 @@ def at_compression(clips, stored: CQTConfig, wanted: CQTConfig):
 
 
 def check_soundtracks_packages(raw: Path, pretraining_packages: bool) -> None:
-    """Stop unless the soundtracks' pre-training clips on disk (``raw/unlabeled.csv``) were cut with
-    this row's ``soundtracks.pretraining_packages``: the override names the data, but only the
-    download and featurize stages change them, so a row would otherwise train on the other data
-    under this one's name."""
+    """Stop unless the soundtracks' clips on disk (the track tables of ``raw``, whose tracks are
+    ``package/path``) were cut with this row's ``soundtracks.pretraining_packages``: the override
+    names the data, but only the download and featurize stages change them, so a row would otherwise
+    train on the other data under this one's name."""
     wanted = {entry.package for entry in read_index(pretraining_packages=pretraining_packages)}
-    with (raw / "unlabeled.csv").open(newline="", encoding="utf-8") as fh:
-        have = {row["track"].split("/", 1)[0] for row in csv.DictReader(fh)}
+    have = {track.split("/", 1)[0] for track in dataset_recordings(raw).values()}
     if have != wanted:
-        raise SystemExit(f"{raw} holds the pre-training clips of {len(have)} packages; this row asks for "
+        raise SystemExit(f"{raw} holds the clips of {len(have)} packages; this row asks for "
                          f"soundtracks.pretraining_packages={str(pretraining_packages).lower()} ({len(wanted)} packages). "
                          "Set it in params.yaml and run dvc repro featurize first")
 
