@@ -535,6 +535,39 @@ def draw_random_shift(
     return {"applied": applied, "axis": torch.where(applied, axis, -1), "steps": steps}
 
 
+def log_mix(x: Tensor, partner: Tensor, ratio: Tensor) -> Tensor:
+    """``log((1 - r) * exp(x) + r * exp(x[partner]))`` per item: x (B, F, T), partner long (B,)
+    (an index into the batch), ratio (B,) in [0, 1) -> (B, F, T). A ratio of 0 returns x."""
+    r = ratio.to(x.dtype).view(-1, 1, 1)
+    # logaddexp keeps exp() from overflowing; log1p(-r) is -inf only for r = 1, which is refused.
+    return torch.logaddexp(x + torch.log1p(-r), x[partner] + torch.log(r))
+
+
+def draw_mix(x: Tensor, *, p: float = 0.5, max_ratio: float = 0.4, generator: torch.Generator | None = None) -> Params:
+    """Mixing with another clip of the batch: with probability p, a partner j != i and a ratio
+    r ~ U[0, max_ratio) for :func:`log_mix` (BYOL-A's log-mixup-exp, not one of the paper's four).
+
+    Args:
+        x: (B, F, T) spectrograms; with B = 1 there is no partner and nothing is applied.
+
+    Returns:
+        params: ``applied`` bool (B,), ``partner`` long (B,) (the item's own index where not
+        applied), ``ratio`` float (B,) (0 where not applied).
+    """
+    _check_batch(x)
+    _check_generator(generator, x.device)
+    _check_prob("p", p)
+    if not 0.0 < max_ratio < 1.0:
+        raise ValueError(f"max_ratio must be in (0, 1), got {max_ratio}")
+    batch = x.shape[0]
+    own = torch.arange(batch, device=x.device)
+    applied = (_rand((batch,), x, generator) < p) & (batch > 1)
+    # An offset in 1..B-1 never lands on the item itself, and every other item is equally likely.
+    offset = _randint(1, max(batch - 1, 1), (batch,), x, generator)
+    ratio = _rand((batch,), x, generator) * max_ratio * applied
+    return {"applied": applied, "partner": torch.where(applied, (own + offset) % batch, own), "ratio": ratio}
+
+
 def _warp_and_shift(x: Tensor, src: Tensor, shift: Params, fill: float, *, may_shift: bool = True) -> Tensor:
     """:func:`time_warp` at source positions ``src`` (B, T) followed by the shift ``shift``
     (params of :func:`draw_random_shift`), in one resampling and one gather.
@@ -582,7 +615,14 @@ class MusicAugment(nn.Module):
     ``{view}.freq_mask.{applied,n_drawn,n,widths,starts,total}``,
     ``{view}.time_mask.{applied,n_drawn,n,ratios,lengths,starts,total}``,
     ``{view}.time_warp.{applied,centre,distance}``,
-    ``{view}.shift.{applied,axis,steps}`` (see each function for shapes).
+    ``{view}.shift.{applied,axis,steps}`` (see each function for shapes), and with ``mix_p > 0``
+    ``{view}.mix.{applied,partner,ratio}``.
+
+    ``mix_p > 0`` adds a fifth transform before the four, not in the paper: each view is mixed
+    with the same view of another clip of the batch, ``log((1 - r) e^x + r e^x')`` with
+    ``r ~ U[0, mix_max_ratio)`` (:func:`log_mix`; BYOL-A's log-mixup-exp, Niizumi et al. 2021,
+    which mixes in a clip from a memory of past batches). Two views of one clip then share their
+    clip but not the other music laid over it. Off by default (the paper's pipeline).
     """
 
     def __init__(
@@ -602,6 +642,8 @@ class MusicAugment(nn.Module):
         time_warp_W: int = 10,
         shift_p: float = 0.4,
         shift_steps_range: tuple[int, int] = (1, 10),
+        mix_p: float = 0.0,
+        mix_max_ratio: float = 0.4,
         fill: float = 0.0,
     ) -> None:
         super().__init__()
@@ -613,8 +655,11 @@ class MusicAugment(nn.Module):
             ("time_mask_p", time_mask_p),
             ("time_warp_p", time_warp_p),
             ("shift_p", shift_p),
+            ("mix_p", mix_p),
         ):
             _check_prob(name, p)
+        if not 0.0 < mix_max_ratio < 1.0:
+            raise ValueError(f"mix_max_ratio must be in (0, 1), got {mix_max_ratio}")
         _check_int_range("freq_mask_n_range", freq_mask_n_range)
         _check_int_range("freq_mask_width_range", freq_mask_width_range)
         if freq_mask_max_total is not None and freq_mask_max_total < freq_mask_width_range[0]:
@@ -645,11 +690,17 @@ class MusicAugment(nn.Module):
         self.time_warp_W = time_warp_W
         self.shift_p = shift_p
         self.shift_steps_range = shift_steps_range
+        self.mix_p = mix_p
+        self.mix_max_ratio = mix_max_ratio
         self.fill = fill
 
     def _augment_view(self, view: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Params]:
-        """freq_mask -> time_mask -> time_warp -> shift on one (B, F, out_frames) view."""
+        """[mix ->] freq_mask -> time_mask -> time_warp -> shift on one (B, F, out_frames) view."""
         params: Params = {}
+        if self.mix_p > 0:  # no draws at all when off, so the other transforms draw as they always did
+            drawn = draw_mix(view, p=self.mix_p, max_ratio=self.mix_max_ratio, generator=generator)
+            params.update({f"mix.{k}": v for k, v in drawn.items()})
+            view = log_mix(view, drawn["partner"], drawn["ratio"])
         freq, drawn = draw_frequency_mask(
             view,
             p=self.freq_mask_p,
@@ -711,5 +762,5 @@ class MusicAugment(nn.Module):
         return (
             f"out_frames={self.out_frames}, crop_ratio_range={self.crop_ratio_range}, "
             f"p=(freq_mask {self.freq_mask_p}, time_mask {self.time_mask_p}, "
-            f"time_warp {self.time_warp_p}, shift {self.shift_p}), fill={self.fill}"
+            f"time_warp {self.time_warp_p}, shift {self.shift_p}, mix {self.mix_p}), fill={self.fill}"
         )

@@ -637,8 +637,8 @@ def validate_augmentations(
     (``freq_mask_max_total`` or floor(0.4 * n_bins)); time masks likewise with ratios in
     ``time_mask_ratio_range`` and total <= ``time_mask_max_total_ratio * out_frames``; warp
     ``|distance| <= W`` and centre in [W, out_frames - 1 - W] where applied; shift
-    ``|steps|`` in ``shift_steps_range`` and axis in {0, 1} where applied; nothing drawn where
-    not applied. Each transform's application rate (both views pooled, n rows) must lie in
+    ``|steps|`` in ``shift_steps_range`` and axis in {0, 1} where applied; with mixing on, its
+    ratio in [0, ``mix_max_ratio``]; nothing drawn where not applied. Each transform's application rate (both views pooled, n rows) must lie in
     ``p +- tolerance_sigmas * sqrt(p (1 - p) / n)``. When ``out_frames - 1 <= 2W`` no warp
     fits, MusicAugment never warps, and the warp rate check reports it.
 
@@ -651,7 +651,7 @@ def validate_augmentations(
         frames: input frames (crop lengths cannot exceed it); default ``augment.out_frames``.
         tolerance_sigmas: k in the rate bounds.
         p: application probabilities by transform (``freq_mask``, ``time_mask``,
-            ``time_warp``, ``shift``); default: ``augment``'s.
+            ``time_warp``, ``shift``, ``mix``); default: ``augment``'s.
         suite: suite name.
         raise_on_failure: raise :class:`ValidationError` when an expectation fails.
     """
@@ -662,6 +662,7 @@ def validate_augmentations(
         "time_mask": augment.time_mask_p,
         "time_warp": augment.time_warp_p,
         "shift": augment.shift_p,
+        "mix": augment.mix_p,
     }
     if p is not None:
         unknown = set(p) - set(probs)
@@ -769,6 +770,14 @@ def validate_augmentations(
     between(f"{op}_axis", 0, 1, "shift axis is 0 (pitch) or 1 (time)", Column(f"{op}_applied") == 1)
     between(f"{op}_steps", 0, 0, "shift steps are 0 where not applied", Column(f"{op}_applied") == 0)
     between(f"{op}_axis", -1, -1, "shift axis is -1 where not applied", Column(f"{op}_applied") == 0)
+
+    if augment.mix_p > 0:  # MusicAugment draws nothing for mixing when it is off
+        op, r_max = "mix", augment.mix_max_ratio
+        exist(f"{op}_applied", f"{op}_ratio")
+        rate(op)
+        between(f"{op}_applied", 0, 1, f"{op}_applied is 0 or 1")
+        between(f"{op}_ratio", 0, r_max, f"mix ratio in [0, {r_max}]")
+        between(f"{op}_ratio", 0, 0, "mix ratio is 0 where not applied", Column(f"{op}_applied") == 0)
 
     meta = {
         "augment": augment.extra_repr(),

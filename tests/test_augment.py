@@ -11,7 +11,9 @@ import torch
 from s3t.augment import (
     PIPELINE_ORDER,
     MusicAugment,
+    draw_mix,
     frequency_mask,
+    log_mix,
     random_multi_crop,
     random_shift,
     time_mask,
@@ -336,6 +338,9 @@ def test_music_augment_is_reproducible_and_seed_dependent():
         ({"time_mask_max_total_ratio": 0.001}, "time_mask_max_total_ratio"),
         ({"time_warp_W": -1}, "time_warp_W"),
         ({"shift_steps_range": (0, 10)}, "shift_steps_range"),
+        ({"mix_p": 1.5}, "mix_p"),
+        ({"mix_max_ratio": 1.0}, "mix_max_ratio"),
+        ({"mix_max_ratio": 0.0}, "mix_max_ratio"),
     ],
 )
 def test_music_augment_validates_hyperparameters(kwargs, match):
@@ -379,3 +384,53 @@ def test_music_augment_equals_the_four_transforms_applied_one_by_one(shift_p):
         else:
             assert not shift["applied"].any()
         torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------------- mixing (not in the paper)
+
+
+def test_log_mix_adds_the_two_magnitudes():
+    x = torch.randn(4, 6, 9, generator=gen(20))
+    partner = torch.tensor([1, 2, 3, 0])
+    ratio = torch.tensor([0.0, 0.1, 0.25, 0.4])
+    out = log_mix(x, partner, ratio)
+    expected = torch.log((1 - ratio).view(-1, 1, 1) * x.exp() + ratio.view(-1, 1, 1) * x[partner].exp())
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(out[0], x[0])  # ratio 0 leaves the item as it was
+    # Mixed magnitudes lie between the two clips' magnitudes, cell by cell.
+    lo, hi = torch.minimum(x, x[partner]), torch.maximum(x, x[partner])
+    assert bool(((out >= lo - 1e-5) & (out <= hi + 1e-5)).all())
+
+
+def test_draw_mix_rate_partner_and_ratio():
+    x = torch.zeros(N_DRAWS, 3, 5)
+    drawn = draw_mix(x, p=0.3, max_ratio=0.25, generator=gen(21))
+    applied, partner, ratio = drawn["applied"], drawn["partner"], drawn["ratio"]
+    assert_rate(applied, 0.3)
+    own = torch.arange(N_DRAWS)
+    assert bool((partner[applied] != own[applied]).all()) and torch.equal(partner[~applied], own[~applied])
+    assert bool(((ratio[applied] >= 0) & (ratio[applied] < 0.25)).all()) and not ratio[~applied].any()
+    assert ratio[applied].mean().item() == pytest.approx(0.125, abs=0.02)  # uniform on [0, 0.25)
+    # Partners spread over the batch rather than always the neighbour.
+    assert len(set(((partner - own) % N_DRAWS)[applied].tolist())) > 100
+    one = draw_mix(torch.zeros(1, 3, 5), p=1.0, generator=gen(22))
+    assert not one["applied"].any() and one["partner"].tolist() == [0]
+
+
+def test_music_augment_mixing_off_draws_as_before_and_on_mixes_each_view():
+    x = positive_batch(64, 12, 80)
+    base = dict(freq_mask_width_range=(1, 4), time_warp_p=0.5)
+    q0, k0, p0 = MusicAugment(32, **base)(x, None, gen(23))
+    q1, k1, p1 = MusicAugment(32, mix_p=0.0, **base)(x, None, gen(23))
+    assert torch.equal(q0, q1) and torch.equal(k0, k1) and not any(key.startswith(("q.mix", "k.mix")) for key in p1)
+
+    only_mix = dict(freq_mask_p=0.0, time_mask_p=0.0, time_warp_p=0.0, shift_p=0.0, freq_mask_width_range=(1, 4))
+    x_q, x_k, params = MusicAugment(32, mix_p=1.0, mix_max_ratio=0.3, **only_mix)(x, None, gen(24))
+    (c_q, c_k), _ = random_multi_crop(x, None, 32, generator=gen(24))  # the crop draws come first
+    for view, crop, out in (("q", c_q, x_q), ("k", c_k, x_k)):
+        assert params[f"{view}.mix.applied"].all()
+        expected = log_mix(crop, params[f"{view}.mix.partner"], params[f"{view}.mix.ratio"])
+        torch.testing.assert_close(out, expected)
+        assert not torch.equal(out, crop)
+    # The two views draw their partners independently.
+    assert not torch.equal(params["q.mix.partner"], params["k.mix.partner"])

@@ -372,3 +372,19 @@ def test_rate_tolerance_follows_the_configured_p(tmp_path, params, augment):
     assert [r["column"] for r in report.failures] == ["shift_applied"]
     with pytest.raises(ValueError, match="unknown transforms"):
         validate_augmentations(params, augment=augment, out_dir=tmp_path, p={"pitch": 0.5})
+
+
+def test_mixing_draws_are_checked_when_mixing_is_on(tmp_path):
+    augment = MusicAugment(out_frames=32, mix_p=0.5, mix_max_ratio=0.3)
+    params = sample_augmentation_params(augment, 1000, n_bins=84, seed=1)
+    report = validate_augmentations(params, augment=augment, out_dir=tmp_path)
+    assert report.success
+    checked = {r["column"] for r in report.results}
+    assert {"mix_applied", "mix_ratio"} <= checked
+
+    def too_strong(t):
+        t[int(torch.nonzero(params["k.mix.applied"])[0])] = 0.35
+
+    tampered = _tampered(params, "k.mix.ratio", too_strong)
+    report = validate_augmentations(tampered, augment=augment, out_dir=tmp_path, raise_on_failure=False)
+    assert [r["column"] for r in report.failures] == ["mix_ratio"]
