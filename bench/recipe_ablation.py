@@ -108,7 +108,7 @@ def main() -> None:
     clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
     groups = None
     if config.needs_recordings:
-        groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data))
+        groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data), root=ROOT)
     clips = at_compression(clips, FeatureStore(features / data).cqt_config, model.cqt)
 
     name = "_".join(args.overrides).replace("/", "-") or "default"

@@ -6,7 +6,7 @@ Dask workers: the calling process plans the shards and prepares ``out_dir``
 :func:`s3t.shards.featurize_shard` over the unfinished shards with a
 :class:`prefect_dask.DaskTaskRunner`, then merges (:func:`s3t.shards.merge_shards`). A
 shard depends only on its own clips, so the output is byte for byte the single-process
-output (``summary.json``'s timings aside), and a rerun skips the complete shards.
+output, and a rerun skips the complete shards.
 
 The cluster: a temporary ``distributed.LocalCluster`` of ``n_workers`` single-threaded
 processes by default (Dask starts them with ``OMP_NUM_THREADS=1``, so each runs its CQT on
@@ -143,8 +143,8 @@ def featurize_on_dask(
         n_workers: worker processes of that LocalCluster (ignored with ``address``).
 
     Returns:
-        the summary written to ``summary.json`` (see :func:`s3t.shards.featurize_to_shards`);
-        its ``decode_wait_s``, ``cqt_s`` and ``write_s`` are summed over the workers.
+        the run's summary (see :func:`s3t.shards.featurize_to_shards`; ``summary.json`` holds its
+        corpus counts); its ``decode_wait_s``, ``cqt_s`` and ``write_s`` are summed over the workers.
 
     Raises:
         ValueError: a bad argument, no sources, or a repeated ``clip_id``.

@@ -17,7 +17,8 @@ Layout of ``out_dir``::
     ...
     index.csv                       every shard's index part, in shard order
     rejects.csv                     every shard's rejects part, in shard order
-    summary.json                    counts for the whole corpus, timings for this run
+    summary.json                    counts for the whole corpus (no timings: the same inputs and
+                                    settings give the same bytes on any machine, in any folder)
 
 Why this layout:
 
@@ -140,13 +141,25 @@ class IncompleteShardsError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class ClipSource:
-    """One input clip: ``clip_id`` (unique in a run) names it in the outputs."""
+    """One input clip: ``clip_id`` (unique in a run) names it in the outputs.
+
+    ``path`` is what ``index.csv`` and ``rejects.csv`` store and the plan's digest covers; with
+    ``root`` set, it is relative to ``root`` and the file opened is :attr:`file`. The pipeline
+    stores paths relative to the repository, so a store's bytes (and the plan that lets a run
+    resume) do not depend on where the checkout is.
+    """
 
     clip_id: str
     path: str
     dataset: str = ""
     split: str = ""
     labels: tuple[str, ...] = ()
+    root: str = ""
+
+    @property
+    def file(self) -> str:
+        """The audio file to open: ``path``, under ``root`` when that is set."""
+        return os.path.join(self.root, self.path) if self.root else self.path
 
     def __post_init__(self) -> None:
         if not self.clip_id or not self.path:
@@ -470,16 +483,16 @@ def featurize_shard(
     elif cqt.config != cqt_config:
         raise ValueError(f"cqt was built with {cqt.config}, not the plan's {cqt_config}")
     if decoded is None:
-        decoded = decode_files((s.path for s in job.sources), cqt_config.sample_rate, min_seconds=min_seconds)
+        decoded = decode_files((s.file for s in job.sources), cqt_config.sample_rate, min_seconds=min_seconds)
     times = dict.fromkeys(("decode_s", "decode_wait_s", "cqt_s", "write_s"), 0.0)
     shard = _ShardBuilder(job.index, cqt, batch_size, times)
     for src in job.sources:
         t0 = time.perf_counter()
         item = next(decoded, None)
         times["decode_wait_s"] += time.perf_counter() - t0
-        if item is None or item.path != src.path:
+        if item is None or item.path != src.file:
             raise ValueError(
-                f"the decoded stream gave {item.path if item else 'nothing'} where {job.name} expects {src.path}"
+                f"the decoded stream gave {item.path if item else 'nothing'} where {job.name} expects {src.file}"
             )
         times["decode_s"] += item.seconds
         if item.wave is None:
@@ -537,7 +550,8 @@ def merge_shards(
             (0.0 when None).
 
     Returns:
-        the summary written to ``summary.json`` (see :func:`featurize_to_shards`).
+        the run's summary (see :func:`featurize_to_shards`); ``summary.json`` gets its corpus
+        counts only, so that the store's bytes do not depend on the run that made them.
 
     Raises:
         IncompleteShardsError: a shard of the plan is not complete.
@@ -561,18 +575,16 @@ def merge_shards(
         )
     written = [r for r in results if not r.resumed]
     times = {name: sum(getattr(r, name) for r in written) for name in ("decode_s", "decode_wait_s", "cqt_s", "write_s")}
-    summary = {
-        "inputs": n_inputs,
-        **totals,
-        "shards": n_shards,
+    counts = {"inputs": n_inputs, **totals, "shards": n_shards}
+    with _atomic(out / "summary.json", "w") as fh:
+        json.dump(counts, fh, indent=2)
+    return {
+        **counts,
         "shards_resumed": n_shards - len(written),
         "clips_this_run": sum(r.clips for r in written),
         "wall_s": 0.0 if started is None else time.perf_counter() - started,
         **times,
     }
-    with _atomic(out / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2)
-    return summary
 
 
 def featurize_to_shards(
@@ -611,10 +623,10 @@ def featurize_to_shards(
             exception it raises stops the run, leaving the shards written so far complete.
 
     Returns:
-        the summary also written to ``summary.json``: ``inputs``, ``clips``, ``rejected``,
-        ``rejected_by_reason`` (reason kind -> count), ``frames``, ``audio_seconds`` (of the
-        stored clips), ``shards``, ``shards_resumed`` (found complete), ``clips_this_run``,
-        and this run's ``wall_s``, ``decode_s`` (summed over workers), ``decode_wait_s``
+        the summary: the corpus counts also written to ``summary.json`` (``inputs``, ``clips``,
+        ``rejected``, ``rejected_by_reason`` (reason kind -> count), ``frames``, ``audio_seconds``
+        (of the stored clips), ``shards``), then this run's ``shards_resumed`` (found complete),
+        ``clips_this_run``, ``wall_s``, ``decode_s`` (summed over workers), ``decode_wait_s``
         (the main process waiting for decoded audio), ``cqt_s`` and ``write_s``.
 
     Raises:
@@ -631,7 +643,7 @@ def featurize_to_shards(
     cqt = CQT.from_config(cqt_config).to(device).eval()
     results = []
     stream = decode_files(
-        (src.path for job in pending for src in job.sources),
+        (src.file for job in pending for src in job.sources),
         cqt_config.sample_rate,
         min_seconds=min_seconds,
         workers=workers,
@@ -842,11 +854,30 @@ def audio_hours(clips: torch.utils.data.Dataset) -> float:
     return sum(row["duration_s"] for row in _store_rows(clips)) / 3600
 
 
-def clip_recordings(clips: torch.utils.data.Dataset, recordings: Mapping[str, str]) -> list[str]:
-    """Each clip's recording (of what :func:`pretraining_clips` returns): ``recordings[path]`` for a
-    clip whose audio file is listed there (:func:`s3t.manifest.read_recordings`), else its own file.
-    Paths compare as the index stores them (absolute, links resolved)."""
-    return [recordings.get(row["path"], row["path"]) for row in _store_rows(clips)]
+def clip_recordings(
+    clips: torch.utils.data.Dataset, recordings: Mapping[str, str], root: str | os.PathLike = "."
+) -> list[str]:
+    """Each clip's recording (of what :func:`pretraining_clips` returns): ``recordings[file]`` for a
+    clip whose audio file is listed there (:func:`s3t.manifest.read_recordings`: absolute paths,
+    links resolved), else the clip's path as its index stores it.
+
+    Index paths may be relative (the pipeline's stages store them relative to the repository, so a
+    store's bytes do not depend on where the checkout is); they are taken relative to ``root``.
+
+    Raises:
+        ValueError: ``recordings`` lists files but none of the clips' files, which means the index
+            paths are relative to another folder than ``root`` (every clip would silently count as a
+            recording of its own).
+    """
+    rows = [row["path"] for row in _store_rows(clips)]
+    files = [os.path.realpath(os.path.join(root, path)) for path in rows]
+    found = [recordings.get(file) for file in files]
+    if recordings and rows and all(f is None for f in found):
+        raise ValueError(
+            f"none of the {len(rows)} clips' files (first: {files[0]}) is among the {len(recordings)} files "
+            f"of the recordings table; pass the folder the index paths are relative to as root"
+        )
+    return [rec if rec is not None else path for rec, path in zip(found, rows)]
 
 
 class Recompressed(torch.utils.data.Dataset):

@@ -8,21 +8,27 @@ LocalCluster of `featurize.dask_workers` processes. Both write the same files.
 A dataset with a manifest may also hold pre-training-only audio in data/raw/<dataset>/unlabeled/
 (the soundtracks do): it is featurized as an unlabeled store of its own, data/features/<dataset>/unlabeled/.
 
+Paths in the stores' index.csv and rejects.csv are relative to the repository root (files outside
+it keep their absolute path), so the features' bytes, and DVC's hashes of them, do not depend on
+where the checkout is.
+
 Resumable: an interrupted run continues from its finished shards, whichever executor wrote
 them. When the params or the input list changed, the stale shards are removed and the
 dataset is featurized again.
 """
 
+import dataclasses
 import logging
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from _common import FEATURES, RAW, ROOT, UNLABELED, device, logger, params
 
 from s3t.cqt import CQTConfig
 from s3t.manifest import read_manifest
-from s3t.shards import ShardPlanError, featurize_to_shards, sources_from_folder, sources_from_manifest
+from s3t.shards import ClipSource, ShardPlanError, featurize_to_shards, sources_from_folder, sources_from_manifest
 
 EXECUTORS = ("local", "dask")
 
@@ -48,6 +54,15 @@ def _runner(featurize: dict):
     )
 
 
+def _from_root(sources: list[ClipSource]) -> list[ClipSource]:
+    """The sources with the paths under the repository root made relative to it."""
+    return [
+        dataclasses.replace(s, path=Path(s.path).relative_to(ROOT).as_posix(), root=str(ROOT))
+        if Path(s.path).is_relative_to(ROOT) else s
+        for s in sources
+    ]
+
+
 def main(dataset: str) -> None:
     log = logger(f"featurize@{dataset}")
     cqt, featurize = params("cqt", "featurize")
@@ -65,6 +80,7 @@ def main(dataset: str) -> None:
         min_seconds=featurize["min_seconds"], device=device(),
     )
     for sources, out in stores:
+        sources = _from_root(sources)
         try:
             summary = run(sources, out, CQTConfig(**cqt), **kwargs)
         except ShardPlanError as err:

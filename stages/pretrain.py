@@ -88,7 +88,7 @@ def main() -> None:
     groups = None
     if config.needs_recordings:
         # Which recording each clip was cut from: the dataset folder's tables with a `track` column.
-        groups = clip_recordings(clips, dataset_recordings(RAW / section["dataset"]))
+        groups = clip_recordings(clips, dataset_recordings(RAW / section["dataset"]), root=ROOT)
     resolved = {"model": model.to_dict(), "pretrain": asdict(config), "data": section, "clips": data_digest}
     if groups is not None:
         resolved["recordings"] = groups  # another pairing of the same clips is another run
