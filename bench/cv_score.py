@@ -11,6 +11,7 @@ same protocol, on about four times as many scored clips.
 
     python bench/cv_score.py --group "frozen default" CK0 CK1 ... --group "recording pairs" CK2 ...
     python bench/cv_score.py --segments 2 --group "default, 2 segments" CK0 CK1 ...
+    python bench/cv_score.py --encoder k --group "default, key encoder" CK0 CK1 ...
 
 Prints, per checkpoint, top-1 in % of S3T, Random-Init (the checkpoint's architecture initialised
 with its seed, as the ablation draws it) and the hand-crafted statistics, linear / k-NN, and per
@@ -42,8 +43,19 @@ def train_valid_folds(store: FeatureStore, dataset: str, folds: int) -> tuple[li
     """The store's train + valid rows, each one's track (the dataset folder's tables) and its fold
     (:func:`s3t.probe.group_folds`); `bench/recipe_ablation.py` scores its rows on the same folds."""
     keep = [i for i, split in enumerate(store.splits) if split in ("train", "valid")]
-    tracks = clip_recordings(torch.utils.data.Subset(store, keep), dataset_recordings(ROOT / "data" / "raw" / dataset))
+    tracks = clip_recordings(torch.utils.data.Subset(store, keep), dataset_recordings(ROOT / "data" / "raw" / dataset), root=ROOT)
     return keep, tracks, group_folds(tracks, [store.labels[i][0] for i in keep], folds)
+
+
+def key_encoder(checkpoint: Path) -> torch.nn.Module:
+    """The checkpoint's encoder with the backbone weights of MoCo's key encoder (``encoder_k``)."""
+    encoder = load_encoder(checkpoint)
+    moco = load_checkpoint(checkpoint).get("moco")
+    if moco is None:
+        raise SystemExit(f"{checkpoint} has no `moco` state (an exported encoder, not a training checkpoint)")
+    prefix = "encoder_k.backbone."
+    encoder.backbone.load_state_dict({k[len(prefix):]: v for k, v in moco.items() if k.startswith(prefix)})
+    return encoder
 
 
 def main() -> None:
@@ -54,6 +66,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--segments", type=int, default=None,
                         help="segments per clip for S3T and Random-Init (default: each checkpoint's setting)")
+    parser.add_argument("--encoder", choices=("q", "k"), default="q",
+                        help="S3T's weights: MoCo's query encoder (the pipeline's, default) or its momentum-averaged "
+                             "key encoder (from the training checkpoint's `moco` state)")
     args = parser.parse_args()
     if any(len(group) < 2 for group in args.group):
         parser.error("each --group needs a name and at least one checkpoint")
@@ -68,7 +83,8 @@ def main() -> None:
     clips = [store[i] for i in keep]
     segments = args.segments or "each checkpoint's setting"
     print(f"{len(keep)} clips of {len(set(tracks))} tracks in {args.folds} folds of "
-          f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips; segments per clip: {segments}", flush=True)
+          f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips; segments per clip: {segments}; "
+          f"encoder: {'key' if args.encoder == 'k' else 'query'}", flush=True)
     section = params["probe"]
 
     def probe_config(seed: int) -> ProbeConfig:
@@ -97,7 +113,8 @@ def main() -> None:
                                                              num_segments=args.segments), seed)
             if seed not in handcrafted:
                 handcrafted[seed] = score(hand, seed)
-            row = [score(embed_spectrograms(load_encoder(checkpoint), clips, num_segments=args.segments), seed),
+            encoder = load_encoder(checkpoint) if args.encoder == "q" else key_encoder(checkpoint)
+            row = [score(embed_spectrograms(encoder, clips, num_segments=args.segments), seed),
                    random_init[key], handcrafted[seed]]
             scores.append(row)
             cells = " | ".join(f"{lin:.1f} / {knn:.1f}" for lin, knn in row)
