@@ -58,24 +58,34 @@ def key_encoder(checkpoint: Path) -> torch.nn.Module:
     return encoder
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of :func:`score_checkpoints` (`--group`, `--folds`, `--segments`, `--encoder`)."""
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "CHECKPOINT"),
                         help="a name, then the checkpoints of its rows (their mean is printed); repeatable")
-    parser.add_argument("--dataset", default="soundtracks")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--segments", type=int, default=None,
                         help="segments per clip for S3T and Random-Init (default: each checkpoint's setting)")
     parser.add_argument("--encoder", choices=("q", "k"), default="q",
                         help="S3T's weights: MoCo's query encoder (the pipeline's, default) or its momentum-averaged "
                              "key encoder (from the training checkpoint's `moco` state)")
-    args = parser.parse_args()
+
+
+def checkpoint_groups(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, list[Path]]:
+    """The checked `--group` options as {name: checkpoints}."""
     if any(len(group) < 2 for group in args.group):
         parser.error("each --group needs a name and at least one checkpoint")
     if args.segments is not None and args.segments < 1:
         parser.error(f"--segments must be at least 1, got {args.segments}")
+    return {group[0]: [Path(c) for c in group[1:]] for group in args.group}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    checkpoint_arguments(parser)
+    parser.add_argument("--dataset", default="soundtracks")
+    args = parser.parse_args()
+    groups = checkpoint_groups(parser, args)
     torch.set_num_threads(os.cpu_count() or 1)
-    groups = {group[0]: [Path(c) for c in group[1:]] for group in args.group}
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     store = FeatureStore(ROOT / "data" / "features" / args.dataset)
     keep, tracks, folds = train_valid_folds(store, args.dataset, args.folds)
@@ -85,10 +95,16 @@ def main() -> None:
     print(f"{len(keep)} clips of {len(set(tracks))} tracks in {args.folds} folds of "
           f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips; segments per clip: {segments}; "
           f"encoder: {'key' if args.encoder == 'k' else 'query'}", flush=True)
-    section = params["probe"]
+    score_checkpoints(groups, clips, labels, folds, params["probe"], args.dataset, args.segments, args.encoder)
+
+
+def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], labels: list[tuple[str, ...]],
+                      folds: list[int], section: dict, dataset: str, segments: int | None, encoder_kind: str) -> None:
+    """Print each checkpoint's fold top-1 (S3T, Random-Init, hand-crafted; linear / k-NN) on ``clips``
+    and each group's means. ``section`` is params.yaml's `probe`; its batch size is ``dataset``'s."""
 
     def probe_config(seed: int) -> ProbeConfig:
-        return ProbeConfig(epochs=section["epochs"], batch_size=section["batch_size"][args.dataset],
+        return ProbeConfig(epochs=section["epochs"], batch_size=section["batch_size"][dataset],
                            warmup_epochs=section["warmup_epochs"], seed=seed)
 
     hand = handcrafted_embeddings(clips)
@@ -110,11 +126,11 @@ def main() -> None:
             key = (seed, repr(config["model"]))
             if key not in random_init:
                 random_init[key] = score(embed_spectrograms(load_encoder(checkpoint, random_init=True, seed=seed), clips,
-                                                             num_segments=args.segments), seed)
+                                                             num_segments=segments), seed)
             if seed not in handcrafted:
                 handcrafted[seed] = score(hand, seed)
-            encoder = load_encoder(checkpoint) if args.encoder == "q" else key_encoder(checkpoint)
-            row = [score(embed_spectrograms(encoder, clips, num_segments=args.segments), seed),
+            encoder = load_encoder(checkpoint) if encoder_kind == "q" else key_encoder(checkpoint)
+            row = [score(embed_spectrograms(encoder, clips, num_segments=segments), seed),
                    random_init[key], handcrafted[seed]]
             scores.append(row)
             cells = " | ".join(f"{lin:.1f} / {knn:.1f}" for lin, knn in row)
@@ -123,7 +139,6 @@ def main() -> None:
             means = " | ".join(f"{statistics.mean(r[j][0] for r in scores):.1f} / "
                                f"{statistics.mean(r[j][1] for r in scores):.1f}" for j in range(3))
             print(f"| **{name}**, mean of {len(checkpoints)} | {means} |", flush=True)
-
 
 if __name__ == "__main__":
     main()
