@@ -11,6 +11,7 @@ the default is chosen; test is reported once.
     python bench/recipe_ablation.py                          # the current default
     python bench/recipe_ablation.py pretrain.K=512 pretrain.epochs=50
     python bench/recipe_ablation.py pretrain.epochs=200 --record reports/ablation/compute_curve.csv
+    python bench/recipe_ablation.py soundtracks.pretraining_packages=true --without-packages flare-game,pushover-data
 
 ``--record`` appends the row to a CSV (valid top-1 of each row, the differences S3T minus
 hand-crafted and S3T minus Random-Init, samples seen, minutes of the pre-training loop summed
@@ -44,8 +45,8 @@ from s3t.model import Encoder, ModelConfig
 from s3t.datasets.soundtracks import read_index
 from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, probe_splits
 from s3t.manifest import dataset_recordings
-from s3t.shards import FeatureStore, Recompressed, clip_recordings, pretraining_clips
-from s3t.train import PretrainConfig, pretrain, run_key
+from s3t.shards import FeatureStore, Recompressed, audio_hours, clip_paths, clip_recordings, pretraining_clips
+from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
 from cv_score import train_valid_folds  # bench/ is this script's folder
 
@@ -85,12 +86,31 @@ def check_soundtracks_packages(raw: Path, pretraining_packages: bool) -> None:
                          "Set it in params.yaml and run dvc repro featurize first")
 
 
+def without_packages(clips: torch.utils.data.Dataset, without: list[str]) -> torch.utils.data.Dataset:
+    """What :func:`s3t.shards.pretraining_clips` returned, less the clips whose folder (their package)
+    is in ``without``; the same shape of dataset (a store's ``Subset``, or a ``ConcatDataset`` of them)."""
+    parts = clips.datasets if isinstance(clips, torch.utils.data.ConcatDataset) else [clips]
+    kept, found = [], set()
+    for part in parts:
+        store, index = (part.dataset, part.indices) if isinstance(part, torch.utils.data.Subset) else (part, range(len(part)))
+        packages = [Path(path).parent.name for path in clip_paths(torch.utils.data.Subset(store, index))]
+        found.update(packages)
+        kept.append(torch.utils.data.Subset(store, [i for i, package in zip(index, packages) if package not in without]))
+    if set(without) - found:
+        raise SystemExit(f"--without-packages names {sorted(set(without) - found)}, which the pre-training clips do not hold")
+    return torch.utils.data.ConcatDataset(kept) if len(kept) > 1 else kept[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for dvc exp run -S")
     parser.add_argument("--work", default=str(ROOT / "work" / "ablation"), help="checkpoints of the runs")
     parser.add_argument("--record", type=Path, help="append the row to this CSV (for dvc plots)")
+    parser.add_argument("--without-packages", default="",
+                        help="comma-separated packages whose clips pre-training leaves out (the clips' folder names), "
+                             "so that bench/transfer_score.py can score the run on them as unheard music")
     args = parser.parse_args()
+    without = sorted(filter(None, args.without_packages.split(",")))
     torch.set_num_threads(os.cpu_count() or 1)
     keep_freed_memory()  # as the pretrain stage does
     p = compose(args.overrides)
@@ -106,14 +126,20 @@ def main() -> None:
     train_keys = {k: v for k, v in p["pretrain"].items() if k not in ("dataset", "splits", "devices")}
     config = PretrainConfig(**train_keys, seed=p["seed"], augment=dict(p["augment"]))
     clips, data_digest = pretraining_clips(features / data, p["pretrain"]["splits"])
+    if without:
+        clips = without_packages(clips, without)
+    provenance = {"dataset": data, "splits": list(p["pretrain"]["splits"]), "clips": len(clips), "hours": audio_hours(clips)}
     groups = None
     if config.needs_recordings:
         groups = clip_recordings(clips, dataset_recordings(ROOT / "data" / "raw" / data), root=ROOT)
     clips = at_compression(clips, FeatureStore(features / data).cqt_config, model.cqt)
 
-    name = "_".join(args.overrides).replace("/", "-") or "default"
-    checkpoint = Path(args.work) / f"{name}-{run_key({**p, 'clips': data_digest}, __file__)[:12]}" / "checkpoint.pt"
+    name = "_".join(args.overrides + [f"without-{'+'.join(without)}"] * bool(without)).replace("/", "-") or "default"
+    key = run_key({**p, "clips": data_digest, "without_packages": without}, __file__)[:12]
+    checkpoint = Path(args.work) / f"{name}-{key}" / "checkpoint.pt"
     history = pretrain(clips, model, config, checkpoint, groups=groups, resume=True)
+    # What it trained on, as the pipeline's models/pretrained.pt says (bench/transfer_score.py checks it).
+    record_provenance(checkpoint, checkpoint, provenance)
     # From the run's own history, so a resumed or copied run reports the minutes its epochs took.
     per_epoch = (len(clips) // config.batch_size) * config.batch_size
     minutes = sum(per_epoch / row["samples_per_s"] for row in history) / 60
@@ -142,12 +168,13 @@ def main() -> None:
         fold_cells.append(f"{100 * scores['top1']:.1f} / {100 * scores['knn_top1']:.1f}")
     samples = len(history) * per_epoch
     load = os.getloadavg()[0]
-    print(f"| {' '.join(args.overrides) or 'default'} | {' | '.join(cells)} | {history[-1]['loss']:.3f} | "
+    row_name = " ".join(args.overrides + [f"--without-packages {','.join(without)}"] * bool(without)) or "default"
+    print(f"| {row_name} | {' | '.join(cells)} | {history[-1]['loss']:.3f} | "
           f"{samples} | {minutes:.1f} | {load:.1f} |", flush=True)
-    print(f"| {' '.join(args.overrides) or 'default'} (folds) | {' | '.join(fold_cells)} | | | | |", flush=True)
+    print(f"| {row_name} (folds) | {' | '.join(fold_cells)} | | | | |", flush=True)
     if args.record:
         row = {
-            "overrides": " ".join(args.overrides) or "default", "samples": samples,
+            "overrides": row_name, "samples": samples,
             "s3t": round(valid[0], 1), "random_init": round(valid[1], 1), "handcrafted": round(valid[2], 1),
             "s3t_minus_handcrafted": round(valid[0] - valid[2], 1), "s3t_minus_random_init": round(valid[0] - valid[1], 1),
             "final_loss": round(history[-1]["loss"], 4), "minutes": round(minutes, 1), "load": round(load, 1),

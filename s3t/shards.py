@@ -95,6 +95,7 @@ __all__ = [
     "FeatureStore",
     "Recompressed",
     "audio_hours",
+    "clip_paths",
     "IncompleteShardsError",
     "ShardJob",
     "ShardPlanError",
@@ -854,6 +855,11 @@ def audio_hours(clips: torch.utils.data.Dataset) -> float:
     return sum(row["duration_s"] for row in _store_rows(clips)) / 3600
 
 
+def clip_paths(clips: torch.utils.data.Dataset) -> list[str]:
+    """Each clip's audio file as its index stores it (of what :func:`pretraining_clips` returns)."""
+    return [row["path"] for row in _store_rows(clips)]
+
+
 def clip_recordings(
     clips: torch.utils.data.Dataset, recordings: Mapping[str, str], root: str | os.PathLike = "."
 ) -> list[str]:
@@ -869,7 +875,7 @@ def clip_recordings(
             paths are relative to another folder than ``root`` (every clip would silently count as a
             recording of its own).
     """
-    rows = [row["path"] for row in _store_rows(clips)]
+    rows = clip_paths(clips)
     files = [os.path.realpath(os.path.join(root, path)) for path in rows]
     found = [recordings.get(file) for file in files]
     if recordings and rows and all(f is None for f in found):
