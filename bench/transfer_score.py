@@ -53,7 +53,7 @@ def transfer_clips(tree: Path, only: list[str]) -> tuple[list[int], list[str], l
     if unknown:
         raise SystemExit(f"--packages names {sorted(unknown)}, which {features} does not hold")
     keep = [i for i, package in enumerate(packages) if package not in task and (not only or package in only)]
-    if len(set(packages[i] for i in keep)) < 2:
+    if len({packages[i] for i in keep}) < 2:
         raise SystemExit(f"{features} holds the pre-training clips of {len(set(packages))} packages, "
                          f"{len(task)} of them the task's; make its data with soundtracks.pretraining_packages: true")
     tracks = clip_recordings(torch.utils.data.Subset(store, keep), dataset_recordings(raw), root=tree)

@@ -420,7 +420,7 @@ def test_draw_mix_rate_partner_and_ratio():
 def test_music_augment_mixing_off_draws_as_before_and_on_mixes_each_view():
     x = positive_batch(64, 12, 80)
     base = dict(freq_mask_width_range=(1, 4), time_warp_p=0.5)
-    q0, k0, p0 = MusicAugment(32, **base)(x, None, gen(23))
+    q0, k0, _ = MusicAugment(32, **base)(x, None, gen(23))
     q1, k1, p1 = MusicAugment(32, mix_p=0.0, **base)(x, None, gen(23))
     assert torch.equal(q0, q1) and torch.equal(k0, k1) and not any(key.startswith(("q.mix", "k.mix")) for key in p1)
 
