@@ -32,7 +32,7 @@ from s3t.checkpoint import load_checkpoint
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import dataset_recordings
-from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, group_folds
+from s3t.probe import PROTOCOLS, ProbeConfig, cross_validate, group_folds, protocol_options
 from s3t.shards import FeatureStore, clip_recordings
 from s3t.train import load_encoder
 
@@ -59,12 +59,14 @@ def key_encoder(checkpoint: Path) -> torch.nn.Module:
 
 
 def checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of :func:`score_checkpoints` (`--group`, `--folds`, `--segments`, `--encoder`)."""
+    """The options of :func:`score_checkpoints` (`--group`, `--folds`, `--segments`, `--protocol`, `--encoder`)."""
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "CHECKPOINT"),
                         help="a name, then the checkpoints of its rows (their mean is printed); repeatable")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--segments", type=int, default=None,
                         help="segments per clip for S3T and Random-Init (default: each checkpoint's setting)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="the probe protocol (default: params.yaml's probe.protocol)")
     parser.add_argument("--encoder", choices=("q", "k"), default="q",
                         help="S3T's weights: MoCo's query encoder (the pipeline's, default) or its momentum-averaged "
                              "key encoder (from the training checkpoint's `moco` state)")
@@ -95,13 +97,25 @@ def main() -> None:
     print(f"{len(keep)} clips of {len(set(tracks))} tracks in {args.folds} folds of "
           f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips; segments per clip: {segments}; "
           f"encoder: {'key' if args.encoder == 'k' else 'query'}", flush=True)
-    score_checkpoints(groups, clips, labels, folds, params["probe"], args.dataset, args.segments, args.encoder)
+    score_checkpoints(groups, clips, labels, folds, params["probe"], args.dataset, args.segments, args.encoder,
+                      args.protocol)
+
+
+def probe_protocol(section: dict, protocol: str | None = None) -> dict:
+    """:func:`s3t.probe.cross_validate`'s ``grid``/``l2`` keywords for params.yaml's `probe` section,
+    with its protocol, or ``protocol`` when given."""
+    grid = [(lr, wd) for lr in section["grid"]["lr"] for wd in section["grid"]["weight_decay"]]
+    return protocol_options(protocol or section["protocol"], grid=grid, l2=section.get("l2") or ())
 
 
 def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], labels: list[tuple[str, ...]],
-                      folds: list[int], section: dict, dataset: str, segments: int | None, encoder_kind: str) -> None:
+                      folds: list[int], section: dict, dataset: str, segments: int | None, encoder_kind: str,
+                      protocol: str | None = None) -> None:
     """Print each checkpoint's fold top-1 (S3T, Random-Init, hand-crafted; linear / k-NN) on ``clips``
-    and each group's means. ``section`` is params.yaml's `probe`; its batch size is ``dataset``'s."""
+    and each group's means. ``section`` is params.yaml's `probe` (its protocol unless ``protocol``);
+    its batch size is ``dataset``'s."""
+    options = probe_protocol(section, protocol)
+    print(f"probe protocol: {protocol or section['protocol']}", flush=True)
 
     def probe_config(seed: int) -> ProbeConfig:
         return ProbeConfig(epochs=section["epochs"], batch_size=section["batch_size"][dataset],
@@ -111,7 +125,7 @@ def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], 
     label_set = sorted({y for row in labels for y in row})
 
     def score(x: torch.Tensor, seed: int) -> list[float]:
-        result = cross_validate(x, labels, folds, label_set, config=probe_config(seed), grid=DEFAULT_GRID)
+        result = cross_validate(x, labels, folds, label_set, config=probe_config(seed), **options)
         return [100 * result["top1"], 100 * result["knn_top1"]]
 
     # Random-Init and the hand-crafted row depend only on the seed (and the architecture): scored once.

@@ -3,7 +3,8 @@ overrides, then score S3T, Random-Init and the hand-crafted statistics on the va
 
 The base is what `dvc exp run -S ...` would compose from conf/ (same Hydra composition); the data
 are the featurized stores of `pretrain.dataset` (run `dvc repro featurize` first). The probe is
-the pipeline's default protocol (the best of the lr x weight-decay grid on valid) plus k-NN.
+the pipeline's protocol (`probe.protocol` of the composed params; `probe.protocol=grid` for the rows
+scored before the logistic protocol) plus k-NN.
 Only validation numbers are printed, in two rows: the valid split's, then the grouped cross-validation
 over train + valid (`s3t.probe.cross_validate`, 5 folds by track, as `bench/cv_score.py`), on which
 the default is chosen; test is reported once.
@@ -43,12 +44,12 @@ from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import Encoder, ModelConfig
 from s3t.datasets.soundtracks import read_index
-from s3t.probe import DEFAULT_GRID, ProbeConfig, cross_validate, probe_splits
+from s3t.probe import ProbeConfig, cross_validate, probe_splits
 from s3t.manifest import dataset_recordings
 from s3t.shards import FeatureStore, Recompressed, audio_hours, clip_paths, clip_recordings, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
-from cv_score import train_valid_folds  # bench/ is this script's folder
+from cv_score import probe_protocol, train_valid_folds  # bench/ is this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,15 +157,16 @@ def main() -> None:
                         warmup_epochs=p["probe"]["warmup_epochs"], seed=p["seed"])
     # The grouped cross-validation over train + valid (bench/cv_score.py): four times valid's clips.
     keep, _, folds = train_valid_folds(eval_store, p["eval_datasets"][0], 5)
+    options = probe_protocol(p["probe"])  # the composed params' protocol (an override can set it)
     cells, valid, fold_cells = [], [], []
     eval_clips = at_compression(eval_store, eval_store.cqt_config, model.cqt)
     for x in (embed_spectrograms(encoder.eval(), eval_clips), embed_spectrograms(random_init.eval(), eval_clips),
               handcrafted_embeddings(eval_clips)):
-        _, result, _ = probe_splits(x, labels, eval_store.splits, label_set, False, config=probe, grid=DEFAULT_GRID,
-                                    knn=True)
+        _, result, _ = probe_splits(x, labels, eval_store.splits, label_set, False, config=probe, knn=True,
+                                    **options)
         cells.append(f"{100 * result['valid']['top1']:.1f} / {100 * result['knn']['valid']:.1f}")
         valid.append(100 * result["valid"]["top1"])
-        scores = cross_validate(x[keep], [labels[i] for i in keep], folds, label_set, config=probe, grid=DEFAULT_GRID)
+        scores = cross_validate(x[keep], [labels[i] for i in keep], folds, label_set, config=probe, **options)
         fold_cells.append(f"{100 * scores['top1']:.1f} / {100 * scores['knn_top1']:.1f}")
     samples = len(history) * per_epoch
     load = os.getloadavg()[0]

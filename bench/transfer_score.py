@@ -88,7 +88,8 @@ def main() -> None:
           f"encoder: {'key' if args.encoder == 'k' else 'query'}", flush=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     clips = [store[i] for i in keep]
-    score_checkpoints(groups, clips, [(p,) for p in packages], folds, params["probe"], DATASET, args.segments, args.encoder)
+    score_checkpoints(groups, clips, [(p,) for p in packages], folds, params["probe"], DATASET, args.segments, args.encoder,
+                      args.protocol)
 
 
 if __name__ == "__main__":

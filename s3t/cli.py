@@ -39,7 +39,7 @@ from s3t.features import Rejected, featurize_files
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
-from s3t.probe import DEFAULT_GRID, LinearProbe, ProbeConfig, load_probe, probe_splits
+from s3t.probe import PROTOCOLS, LinearProbe, ProbeConfig, load_probe, probe_splits, protocol_options
 from s3t.train import PretrainConfig, load_encoder, pretrain, record_provenance
 
 class CLIError(ValueError):
@@ -350,7 +350,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     probe, result, history = probe_splits(
         embeddings.embeddings, embeddings.labels, embeddings.splits, embeddings.label_set, embeddings.multilabel,
-        fraction=args.fraction, config=config, grid=DEFAULT_GRID if args.protocol == "grid" else None, knn=True,
+        fraction=args.fraction, config=config, knn=True, **protocol_options(args.protocol),
     )
     result.update(method=embeddings.method, rejected=rejected)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -509,8 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=ProbeConfig.batch_size)
     p.add_argument("--lr", type=float, default=ProbeConfig.lr, help="learning rate of the paper protocol")
     p.add_argument(
-        "--protocol", choices=("grid", "paper"), default="grid",
-        help="grid: the best (lr, weight decay) of a 3 x 3 grid on the valid split (default); paper: --lr, wd 0.05",
+        "--protocol", choices=PROTOCOLS, default="logistic",
+        help="logistic: L2 logistic regression fitted to convergence, the L2 strength chosen on the valid split "
+             "(default); grid: the best (lr, weight decay) of a 3 x 3 grid of AdamW probes on valid; paper: --lr, wd 0.05",
     )
     encode_args(p)
     p.set_defaults(func=cmd_probe)

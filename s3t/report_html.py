@@ -387,11 +387,19 @@ def build_report(data: ReportData) -> str:
         legend = _legend([(METHOD_NAMES[m], METHOD_COLOURS[m]) for m in METHOD_COLOURS])
         for p in sorted(figs.curves, reverse=True):
             rows = figs.curves[p]
-            series = {m: [(r["epoch"] + 1, r.get(m)) for r in rows] for m in METHOD_COLOURS if any(m in r for r in rows)}
-            out.append(figure(f"fig-curves-{d}-{p}", f"Validation {metric} per probe epoch, {p}% labels",
-                              line_chart(series, x_label="probe epoch", y_label=f"validation {metric}",
-                                         colours=METHOD_COLOURS), "Linear probe on frozen embeddings of each encoder "
-                              "(the selected grid setting); the epoch with the best validation value is kept.", legend))
+            by_l2 = bool(rows) and "l2" in rows[0]  # the logistic protocol: one fit per L2 strength
+            series = {m: [(r["l2"] if by_l2 else r["epoch"] + 1, r.get(m)) for r in rows]
+                      for m in METHOD_COLOURS if any(m in r for r in rows)}
+            if by_l2:
+                title, x_label = f"Validation {metric} per L2 strength, {p}% labels", "L2 strength"
+                caption = ("Linear probe on frozen embeddings of each encoder, fitted to convergence at each strength; "
+                           "the strength with the best validation value is kept.")
+            else:
+                title, x_label = f"Validation {metric} per probe epoch, {p}% labels", "probe epoch"
+                caption = ("Linear probe on frozen embeddings of each encoder (the selected grid setting); "
+                           "the epoch with the best validation value is kept.")
+            out.append(figure(f"fig-curves-{d}-{p}", title, line_chart(series, x_label=x_label, y_label=f"validation {metric}",
+                                                                       colours=METHOD_COLOURS, log_x=by_l2), caption, legend))
         by_percent = data.results.get(d, {})
         test_metric = "top1" if figs.metric == "top1" else "pr_auc"
         series, sources = {}, {}

@@ -2,9 +2,10 @@
 embeddings with <percent> % of the training labels -> metrics/<dataset>/probe_<percent>.json (side by
 side), the trained probes in models/probes/, and validation curves in reports/probe/<dataset>/.
 
-`probe.protocol`: `grid` (default) keeps the best of the (lr, weight decay) grid on valid and records
-the grid and the selection; `paper` is the paper's fixed setting (probe.lr / probe.batch_size per
-dataset). `probe.knn` adds k-NN accuracy (k chosen on valid)."""
+`probe.protocol`: `logistic` (default) fits the probe to convergence at each L2 strength of `probe.l2`
+and keeps the best on valid; `grid` keeps the best of the (lr, weight decay) grid of AdamW probes;
+both record the grid and the selection. `paper` is the paper's fixed setting (probe.lr /
+probe.batch_size per dataset). `probe.knn` adds k-NN accuracy (k chosen on valid)."""
 
 import csv
 import json
@@ -14,9 +15,7 @@ from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, logger, param
 
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.embed import EmbeddingSet
-from s3t.probe import ProbeConfig, probe_splits
-
-PROTOCOLS = ("grid", "paper")
+from s3t.probe import ProbeConfig, probe_splits, protocol_options
 
 
 def main(dataset: str, percent: int) -> None:
@@ -26,11 +25,12 @@ def main(dataset: str, percent: int) -> None:
         epochs=section["epochs"], batch_size=section["batch_size"][dataset], lr=section["lr"][dataset],
         weight_decay=section["weight_decay"], warmup_epochs=section["warmup_epochs"], seed=seed,
     )
-    if section["protocol"] not in PROTOCOLS:
-        raise SystemExit(f"probe.protocol is {section['protocol']!r}; choose one of {', '.join(PROTOCOLS)}")
-    grid = None
-    if section["protocol"] == "grid":
-        grid = [(lr, wd) for lr in section["grid"]["lr"] for wd in section["grid"]["weight_decay"]]
+    try:
+        options = protocol_options(
+            section["protocol"], grid=[(lr, wd) for lr in section["grid"]["lr"] for wd in section["grid"]["weight_decay"]],
+            l2=section["l2"])
+    except ValueError as err:
+        raise SystemExit(f"params.yaml probe: {err}") from None
     result = {"dataset": dataset, "percent": percent, "protocol": section["protocol"]}
     plots = REPORTS / "probe" / dataset
     plots.mkdir(parents=True, exist_ok=True)
@@ -39,12 +39,13 @@ def main(dataset: str, percent: int) -> None:
         emb = EmbeddingSet.from_state(load_checkpoint(EMBEDDINGS / dataset / f"{method}.pt")["embeddings"])
         probe, metrics, history = probe_splits(
             emb.embeddings, emb.labels, emb.splits, emb.label_set, emb.multilabel, fraction=percent / 100, config=config,
-            grid=grid, knn=section["knn"],
+            knn=section["knn"], **options,
         )
         result[method] = metrics
         metric = "pr_auc" if emb.multilabel else "top1"
-        for row in history:  # validation metric per epoch, one column (plot line) per method
-            curves.setdefault(row["epoch"], {"epoch": row["epoch"]})[method] = row[metric]
+        x = "l2" if options["l2"] else "epoch"
+        for row in history:  # validation metric per epoch (or L2 strength), one column (plot line) per method
+            curves.setdefault(row[x], {x: row[x]})[method] = row[metric]
         # The test metrics travel with the probe, so `s3t info` shows them without the metrics file.
         save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": metrics},
                         MODELS / "probes" / dataset / f"{method}_{percent}.pt")

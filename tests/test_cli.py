@@ -133,16 +133,20 @@ def test_group_column_refuses_a_leaking_manifest_with_one_line(tmp_path, capsys)
 
 
 def test_probe_default_protocol_selects_on_valid_and_reports_knn(trained, capsys):
-    from s3t.probe import DEFAULT_GRID
+    from s3t.probe import DEFAULT_GRID, L2_GRID
 
     root, manifest, ckpt = trained
-    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(root / "g.json"),
-          "--epochs", "10", "--batch-size", "4"])
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(root / "g.json")])
     metrics = json.loads((root / "g.json").read_text())
-    assert len(metrics["grid"]) == len(DEFAULT_GRID)
+    assert [row["l2"] for row in metrics["grid"]] == list(L2_GRID)
     assert metrics["valid"]["top1"] == max(row["valid"] for row in metrics["grid"])
+    assert metrics["selection"]["l2"] in L2_GRID
     assert metrics["knn"]["k"] in (1, 3, 5, 10, 20) and 0 <= metrics["knn"]["test"]["top1"] <= 1
     assert "knn_top1" in capsys.readouterr().out
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(root / "h.json"),
+          "--protocol", "grid", "--epochs", "10", "--batch-size", "4"])
+    grid = json.loads((root / "h.json").read_text())
+    assert [(row["lr"], row["weight_decay"]) for row in grid["grid"]] == list(DEFAULT_GRID)
 
 
 def _write_mixed_folder(root):

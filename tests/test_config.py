@@ -65,10 +65,12 @@ def test_data_group_defaults_to_the_soundtracks_and_falls_back_to_the_corpus(tmp
     assert p["pretrain"]["dataset"] == "unlabeled" and "soundtracks" not in p["datasets"]
 
 
-def test_the_pipelines_probe_grid_is_the_clis_default_grid(tmp_path):
-    from s3t.probe import DEFAULT_GRID
+def test_the_pipelines_probe_protocol_is_the_clis_default(tmp_path):
+    from s3t.probe import DEFAULT_GRID, L2_GRID
 
-    grid = _compose(tmp_path, [])["probe"]["grid"]
+    probe = _compose(tmp_path, [])["probe"]
+    assert probe["protocol"] == "logistic" and tuple(probe["l2"]) == L2_GRID
+    grid = probe["grid"]
     assert [(lr, wd) for lr in grid["lr"] for wd in grid["weight_decay"]] == list(DEFAULT_GRID)
 
 

@@ -177,3 +177,68 @@ def test_cross_validation_scores_every_row_once_by_the_probe_protocol():
                             grid=[(1e-2, 0.0)])
     assert chance["top1"] < 0.7  # labels that the features do not hold are not learned
     assert all(k * len(y) == round(k * len(y)) for k in chance.values())  # whole rows: each scored once
+
+
+def test_logistic_fit_reaches_the_penalised_optimum_and_matches_sklearn():
+    from sklearn.linear_model import LogisticRegression
+
+    from s3t.probe import train_logistic
+
+    x, y = _blobs(20, 3, 6, 0)
+    x = x + 2.0 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))  # overlapping classes
+    l2 = 0.1
+    probe, fit = train_logistic(x, y, ["a", "b", "c"], False, l2)
+    assert fit["grad_max"] < 1e-5 and fit["iterations"] >= 1
+    # The same objective in sklearn's terms: C = 1 / (n * l2) for a penalty on the summed loss.
+    z = ((x - x.mean(0)) / x.std(0, unbiased=False)).double().numpy()
+    reference = LogisticRegression(C=1 / (len(y) * l2), tol=1e-10, max_iter=10_000).fit(z, y.numpy())
+    assert torch.allclose(probe.linear.weight.double(), torch.from_numpy(reference.coef_), atol=1e-3)
+    # Standardisation lives in the probe's buffers, so raw embeddings go in.
+    assert (probe(x).argmax(1).numpy() == reference.predict(z)).all()
+
+
+def test_logistic_fit_is_stable_to_rounding_of_the_embeddings():
+    from s3t.probe import train_logistic
+
+    x, y = _blobs(15, 4, 40, 2)
+    noisy = x * (1 + 1e-6 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3)))
+    a, _ = train_logistic(x, y, list("abcd"), False, 1e-3)
+    b, _ = train_logistic(noisy, y, list("abcd"), False, 1e-3)
+    assert (a.linear.weight - b.linear.weight).abs().max() < 1e-3
+    stronger, _ = train_logistic(x, y, list("abcd"), False, 1.0)
+    assert stronger.linear.weight.norm() < a.linear.weight.norm()  # the penalty shrinks the weights
+
+
+def test_logistic_fit_of_tags_and_its_errors():
+    from s3t.probe import train_logistic
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 8, generator=g)
+    y = (x[:, :3] > 0).float()
+    probe, fit = train_logistic(x[:90], y[:90], ["t0", "t1", "t2"], True, 1e-3)
+    assert probe.multilabel and fit["grad_max"] < 1e-5
+    assert evaluate(probe, x[90:], y[90:])["roc_auc"] > 0.95
+    with pytest.raises(ValueError, match="l2 must be > 0"):
+        train_logistic(x, y, ["t0", "t1", "t2"], True, 0.0)
+    with pytest.raises(ValueError, match="non-empty"):
+        train_logistic(x[:0], y[:0], ["t0", "t1", "t2"], True, 1.0)
+
+
+def test_logistic_protocol_chooses_the_strength_on_valid_and_records_it():
+    from s3t.probe import L2_GRID, probe_splits, protocol_options
+
+    x, labels, splits = _labeled_blobs()
+    options = protocol_options("logistic")
+    assert options == {"grid": None, "l2": L2_GRID}
+    probe, result, history = probe_splits(x, labels, splits, ["0", "1", "2"], False, knn=True, **options)
+    assert [row["l2"] for row in result["grid"]] == list(L2_GRID) == [row["l2"] for row in history]
+    best = max(result["grid"], key=lambda row: row["valid"])  # the first (strongest) among equals
+    assert result["selection"] == {"l2": best["l2"]} and result["valid"]["top1"] == best["valid"]
+    assert result["top1"] > 0.9 and "knn" in result
+    with pytest.raises(ValueError, match="not both"):
+        probe_splits(x, labels, splits, ["0", "1", "2"], False, grid=[(1e-3, 0.0)], l2=[1.0])
+    with pytest.raises(ValueError, match="choose one of logistic, grid, paper"):
+        protocol_options("sgd")
+    with pytest.raises(ValueError, match="positive l2"):
+        protocol_options("logistic", l2=[0.1, 0.0])
+    assert protocol_options("paper") == {"grid": None, "l2": None}

@@ -28,14 +28,18 @@ def _probe_result(dataset: str, percent: int, multilabel: bool, seed: int) -> tu
     rows = [tuple(t for t, on in zip(labels, r) if on) or ("a",) for r in (x[:, :3] > 1).tolist()] if multilabel else \
         [(labels[i],) for i in y.tolist()]
     splits = (["train"] * 6 + ["valid"] * 2 + ["test"] * 2) * 9
-    result, curves = {"dataset": dataset, "percent": percent, "protocol": "grid"}, {}
+    # The corpus is probed with the logistic protocol (curves per L2 strength), the others with the grid (per epoch).
+    protocol = "logistic" if dataset == "corpus" else "grid"
+    options = {"l2": [1.0, 0.1, 0.01]} if protocol == "logistic" else {"grid": [(1e-2, 0.0), (3e-2, 0.05)]}
+    x_key = "l2" if protocol == "logistic" else "epoch"
+    result, curves = {"dataset": dataset, "percent": percent, "protocol": protocol}, {}
     for k, method in enumerate(METHODS):
         _, metrics, history = probe_splits(x + 0.5 * k * torch.randn(90, 6, generator=g), rows, splits, labels, multilabel,
                                            fraction=percent / 100, config=ProbeConfig(epochs=4, warmup_epochs=1),
-                                           grid=[(1e-2, 0.0), (3e-2, 0.05)], knn=True)
+                                           knn=True, **options)
         result[method] = metrics
         for row in history:
-            curves.setdefault(row["epoch"], {"epoch": float(row["epoch"])})[method] = row["pr_auc" if multilabel else "top1"]
+            curves.setdefault(row[x_key], {x_key: float(row[x_key])})[method] = row["pr_auc" if multilabel else "top1"]
     return result, curves
 
 
@@ -145,3 +149,12 @@ def test_page_renders_in_headless_chromium_with_every_figure_and_the_metrics_val
             assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
         finally:
             browser.close()
+
+
+def test_probe_curves_are_drawn_per_epoch_or_per_l2_strength(report):
+    _, _, page = report
+    html = page.read_text(encoding="utf-8")
+    assert "Validation top-1 accuracy per L2 strength, 100% labels" in html  # corpus: the logistic protocol
+    assert "Validation top-1 accuracy per probe epoch, 100% labels" in html  # gtzan: the grid protocol
+    corpus = html[html.index('id="fig-curves-corpus-100"'):]
+    assert "L2 strength" in corpus[:corpus.index("</figure>")]
