@@ -15,9 +15,9 @@ Choices where the paper is silent:
 - Protocol. The paper's fixed setting stops short of convergence on small training sets (a few
   hundred clips), which can hide the difference between two encoders. The ``grid`` protocol trains
   one AdamW probe per (lr, weight decay) of a small grid and keeps the best epoch of the best setting
-  on valid. Measured on the unheard-packages task (`bench/probe_stability.py`), that pick of the best
-  of 450 noisy validation values is itself noisy: embeddings that differ by one part in a million
-  move a 4,704-d embedding's score by up to 3.8 points. The default, ``logistic``, is the probe as a
+  on valid. That pick of the best of 450 noisy validation values is itself noisy: on the soundtracks'
+  folds (`bench/probe_stability.py`), embeddings that differ by one part in a million moved a
+  4,704-d embedding's score by up to 3.0 points. The default, ``logistic``, is the probe as a
   convex problem (:func:`train_logistic`: softmax or per-tag logistic regression with an L2 penalty,
   fitted to convergence by full-batch L-BFGS), one fit per L2 strength, the strength chosen on
   valid: the same linear layer, with no learning rate, batch order or epoch to choose. Each protocol
