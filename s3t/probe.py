@@ -333,11 +333,21 @@ def train_logistic(
     mean = train_x.double().mean(0)
     std = train_x.double().std(0, unbiased=False).clamp_min(1e-6)
     z = (train_x.double() - mean) / std  # (N, D)
+    # With fewer rows than dimensions the optimum's weights lie in the span of the training rows (the
+    # penalty sends every direction orthogonal to them to 0), so the fit runs in an orthonormal basis
+    # of that span: the same problem, isometrically (so L-BFGS takes the same steps), at N / D of
+    # the cost per step. basis: (r, D), r <= N.
+    basis = None
+    if z.shape[0] < z.shape[1]:
+        _, singular, vh = torch.linalg.svd(z, full_matrices=False)
+        basis = vh[singular > singular[0] * 1e-12]
+    features = z if basis is None else z @ basis.T  # (N, D) or (N, r)
     target = train_y.double() if multilabel else train_y
-    weight = torch.zeros(len(labels), z.shape[1], dtype=torch.float64)  # (C, D)
+    weight = torch.zeros(len(labels), features.shape[1], dtype=torch.float64)  # (C, D) or (C, r)
     bias = torch.zeros(len(labels), dtype=torch.float64)
     if init is not None:
-        weight.copy_(init.linear.weight.detach())
+        start = init.linear.weight.detach().double()
+        weight.copy_(start if basis is None else start @ basis.T)
         bias.copy_(init.linear.bias.detach())
     weight.requires_grad_(True)
     bias.requires_grad_(True)
@@ -347,18 +357,20 @@ def train_logistic(
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = loss_fn(z @ weight.T + bias, target) + 0.5 * l2 * weight.square().sum()
+        loss = loss_fn(features @ weight.T + bias, target) + 0.5 * l2 * weight.square().sum()
         loss.backward()
         return loss
 
     optimizer.step(objective)
     loss = objective()
+    full_weight = weight.detach() if basis is None else weight.detach() @ basis
     with torch.no_grad():
         probe.mean.copy_(mean)
         probe.std.copy_(std)
-        probe.linear.weight.copy_(weight)
+        probe.linear.weight.copy_(full_weight)
         probe.linear.bias.copy_(bias)
-    grad_max = max(float(weight.grad.abs().max()), float(bias.grad.abs().max()))
+    weight_grad = weight.grad if basis is None else weight.grad @ basis  # the gradient in all D dimensions
+    grad_max = max(float(weight_grad.abs().max()), float(bias.grad.abs().max()))
     iterations = int(optimizer.state[weight]["n_iter"])
     return probe.eval(), {"l2": l2, "iterations": iterations, "train_loss": float(loss.detach()), "grad_max": grad_max}
 

@@ -242,3 +242,19 @@ def test_logistic_protocol_chooses_the_strength_on_valid_and_records_it():
     with pytest.raises(ValueError, match="positive l2"):
         protocol_options("logistic", l2=[0.1, 0.0])
     assert protocol_options("paper") == {"grid": None, "l2": None}
+
+
+def test_logistic_fit_with_fewer_rows_than_dimensions_is_the_full_problems_optimum():
+    from sklearn.linear_model import LogisticRegression
+
+    from s3t.probe import train_logistic
+
+    x, y = _blobs(8, 3, 120, 4)  # 24 rows in 120 dimensions: fitted in the rows' 24-d span
+    l2 = 0.05
+    probe, fit = train_logistic(x, y, ["a", "b", "c"], False, l2)
+    assert fit["grad_max"] < 1e-5
+    z = ((x - x.mean(0)) / x.std(0, unbiased=False)).double().numpy()
+    reference = LogisticRegression(C=1 / (len(y) * l2), tol=1e-10, max_iter=10_000).fit(z, y.numpy())
+    assert torch.allclose(probe.linear.weight.double(), torch.from_numpy(reference.coef_), atol=1e-3)
+    warm, again = train_logistic(x, y, ["a", "b", "c"], False, l2, init=probe)  # from the optimum: stays
+    assert torch.allclose(warm.linear.weight, probe.linear.weight, atol=1e-5) and again["iterations"] <= 2
