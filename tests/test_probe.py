@@ -230,7 +230,7 @@ def test_logistic_protocol_chooses_the_strength_on_valid_and_records_it():
     x, labels, splits = _labeled_blobs()
     options = protocol_options("logistic")
     assert options == {"grid": None, "l2": L2_GRID}
-    probe, result, history = probe_splits(x, labels, splits, ["0", "1", "2"], False, knn=True, **options)
+    _, result, history = probe_splits(x, labels, splits, ["0", "1", "2"], False, knn=True, **options)
     assert [row["l2"] for row in result["grid"]] == list(L2_GRID) == [row["l2"] for row in history]
     best = max(result["grid"], key=lambda row: row["valid"])  # the first (strongest) among equals
     assert result["selection"] == {"l2": best["l2"]} and result["valid"]["top1"] == best["valid"]
