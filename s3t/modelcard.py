@@ -43,13 +43,20 @@ def infer_kind(state: dict[str, Any]) -> tuple[str, bool]:
 
 
 def software_versions() -> dict[str, str]:
-    """Python and the installed versions of the packages an encoder depends on."""
+    """Python, the installed versions of the packages an encoder depends on, and the instruction set
+    torch's CPU kernels run with here (``AVX2``, ``AVX512``, ...). Vectorised kernels of different
+    widths may sum in a different order; the same code, data and seed have pre-trained to checkpoints
+    that differ in their last digits on two kinds of machine (README, "Results"), and this says which
+    kind made a file."""
+    import torch
+
     versions = {"python": platform.python_version()}
     for name in SOFTWARE:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    versions["torch CPU kernels"] = torch.backends.cpu.get_cpu_capability()
     return versions
 
 

@@ -25,7 +25,8 @@ def test_encoder_card_shows_architecture_cqt_data_epochs_loss_and_software():
     for line in ("# models/pretrained.pt", "**kind**: s3t-encoder (inferred from its contents)",
                  f"| parameters | {expected_params:,} |", "| dataset | soundtracks |", "| clips | 497 |",
                  "| hours of audio | 4.04 |", "| epochs | 3 of 5 (30 steps) |", "| final loss (InfoNCE, last epoch's mean) | 2.0000 |",
-                 "| bins | 84 (12 per octave) from 32.7 Hz |", f"| torch | {torch.__version__.split('+')[0]}"):
+                 "| bins | 84 (12 per octave) from 32.7 Hz |", f"| torch | {torch.__version__.split('+')[0]}",
+                 f"| torch CPU kernels | {torch.backends.cpu.get_cpu_capability()} |"):
         assert line in card, line
 
 
