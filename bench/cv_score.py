@@ -32,7 +32,7 @@ from s3t.checkpoint import load_checkpoint
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import dataset_recordings
-from s3t.probe import PROTOCOLS, ProbeConfig, cross_validate, group_folds, protocol_options
+from s3t.probe import PROTOCOLS, ProbeConfig, cross_validate, group_folds, lr_wd_grid, protocol_options
 from s3t.shards import FeatureStore, clip_recordings
 from s3t.train import load_encoder
 
@@ -104,8 +104,8 @@ def main() -> None:
 def probe_protocol(section: dict, protocol: str | None = None) -> dict:
     """:func:`s3t.probe.cross_validate`'s ``grid``/``l2`` keywords for params.yaml's `probe` section,
     with its protocol, or ``protocol`` when given."""
-    grid = [(lr, wd) for lr in section["grid"]["lr"] for wd in section["grid"]["weight_decay"]]
-    return protocol_options(protocol or section["protocol"], grid=grid, l2=section.get("l2") or ())
+    return protocol_options(protocol or section["protocol"], grid=lr_wd_grid(section["grid"]["lr"], section["grid"]["weight_decay"]),
+                            l2=section.get("l2") or ())
 
 
 def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], labels: list[tuple[str, ...]],

@@ -42,7 +42,7 @@ from s3t.cqt import CQTConfig
 from s3t.embed import EmbeddingSet, embed_labeled
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.model import ModelConfig
-from s3t.probe import ProbeConfig, probe_splits
+from s3t.probe import ProbeConfig, lr_wd_grid, probe_splits
 from s3t.train import PretrainConfig, load_encoder, pretrain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,7 +166,7 @@ def main() -> None:
         epochs=probe["epochs"], batch_size=probe["batch_size"][dataset], lr=probe["lr"][dataset],
         weight_decay=probe["weight_decay"], warmup_epochs=probe["warmup_epochs"], seed=seed,
     )
-    grid = [(lr, wd) for lr in probe["grid"]["lr"] for wd in probe["grid"]["weight_decay"]]
+    grid = lr_wd_grid(probe["grid"]["lr"], probe["grid"]["weight_decay"])
     rows = {}
     for method, _ in ROWS:
         emb = sets[method]

@@ -275,7 +275,13 @@ def train_probe(
     return probe, history
 
 
-DEFAULT_GRID = tuple((lr, wd) for lr in (1e-3, 3e-3, 1e-2) for wd in (0.0, 0.05, 0.5))
+def lr_wd_grid(lrs: Sequence[float], weight_decays: Sequence[float]) -> tuple[tuple[float, float], ...]:
+    """Every (lr, weight decay) pair of the ``grid`` protocol, lr-major: params.yaml's `probe.grid`
+    lists the two axes, the protocol takes their product."""
+    return tuple((lr, wd) for lr in lrs for wd in weight_decays)
+
+
+DEFAULT_GRID = lr_wd_grid((1e-3, 3e-3, 1e-2), (0.0, 0.05, 0.5))
 """(lr, weight decay) settings of the ``grid`` protocol: 3 x 3 around the paper's (1e-3, 0.05)."""
 
 L2_GRID = (1.0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5)

@@ -15,7 +15,7 @@ from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, logger, param
 
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.embed import EmbeddingSet
-from s3t.probe import ProbeConfig, probe_splits, protocol_options
+from s3t.probe import ProbeConfig, lr_wd_grid, probe_splits, protocol_options
 
 
 def main(dataset: str, percent: int) -> None:
@@ -27,8 +27,7 @@ def main(dataset: str, percent: int) -> None:
     )
     try:
         options = protocol_options(
-            section["protocol"], grid=[(lr, wd) for lr in section["grid"]["lr"] for wd in section["grid"]["weight_decay"]],
-            l2=section["l2"])
+            section["protocol"], grid=lr_wd_grid(section["grid"]["lr"], section["grid"]["weight_decay"]), l2=section["l2"])
     except ValueError as err:
         raise SystemExit(f"params.yaml probe: {err}") from None
     result = {"dataset": dataset, "percent": percent, "protocol": section["protocol"]}

@@ -66,12 +66,12 @@ def test_data_group_defaults_to_the_soundtracks_and_falls_back_to_the_corpus(tmp
 
 
 def test_the_pipelines_probe_protocol_is_the_clis_default(tmp_path):
-    from s3t.probe import DEFAULT_GRID, L2_GRID
+    from s3t.probe import DEFAULT_GRID, L2_GRID, lr_wd_grid
 
     probe = _compose(tmp_path, [])["probe"]
     assert probe["protocol"] == "logistic" and tuple(probe["l2"]) == L2_GRID
     grid = probe["grid"]
-    assert [(lr, wd) for lr in grid["lr"] for wd in grid["weight_decay"]] == list(DEFAULT_GRID)
+    assert lr_wd_grid(grid["lr"], grid["weight_decay"]) == DEFAULT_GRID
 
 
 def test_the_10x_preset_is_the_cpu_recipe_with_ten_times_the_epochs(tmp_path):

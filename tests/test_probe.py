@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from s3t.probe import LinearProbe, ProbeConfig, choose_threshold, encode_targets, evaluate, label_fraction, train_probe
+from s3t.probe import (DEFAULT_GRID, LinearProbe, ProbeConfig, choose_threshold, encode_targets, evaluate, label_fraction,
+                       lr_wd_grid, train_probe)
 
 
 def _blobs(n_per_class: int, classes: int, dim: int, seed: int):
@@ -258,3 +259,10 @@ def test_logistic_fit_with_fewer_rows_than_dimensions_is_the_full_problems_optim
     assert torch.allclose(probe.linear.weight.double(), torch.from_numpy(reference.coef_), atol=1e-3)
     warm, again = train_logistic(x, y, ["a", "b", "c"], False, l2, init=probe)  # from the optimum: stays
     assert torch.allclose(warm.linear.weight, probe.linear.weight, atol=1e-5) and again["iterations"] <= 2
+
+
+def test_lr_wd_grid_is_the_lr_major_product_and_holds_the_papers_setting():
+    assert lr_wd_grid((1e-3, 1e-2), (0.0, 0.5, 5.0)) == (
+        (1e-3, 0.0), (1e-3, 0.5), (1e-3, 5.0), (1e-2, 0.0), (1e-2, 0.5), (1e-2, 5.0))
+    assert lr_wd_grid((), (0.1,)) == ()
+    assert (1e-3, 0.05) in DEFAULT_GRID and len(DEFAULT_GRID) == 9
