@@ -50,13 +50,18 @@ BENCH = Path(__file__).resolve().parent
 DATASET = "soundtracks"
 
 
-def task_level() -> tuple[float, float]:
-    """Mean and standard deviation of every frame of the task's train + valid clips (log-CQT units)."""
+def folds_task() -> tuple[list[torch.Tensor], list[tuple[str, ...]], list[int]]:
+    """The task's train + valid clips, their labels and folds (`bench/cv_score.py`'s)."""
     store = FeatureStore(ROOT / "data" / "features" / DATASET)
-    keep, _, _ = train_valid_folds(store, DATASET, 5)
+    keep, _, folds = train_valid_folds(store, DATASET, 5)
+    return [store[i] for i in keep], [store.labels[i] for i in keep], folds
+
+
+def task_level(clips: list[torch.Tensor]) -> tuple[float, float]:
+    """Mean and standard deviation of every frame of ``clips`` (log-CQT units)."""
     total = squares = count = 0.0
-    for i in keep:
-        x = store[i].double()
+    for clip in clips:
+        x = clip.double()
         total, squares, count = total + float(x.sum()), squares + float(x.square().sum()), count + x.numel()
     mean = total / count
     return mean, (squares / count - mean**2) ** 0.5
@@ -79,11 +84,10 @@ def dataset_level_input(mean: float, std: float) -> Iterator[None]:
         s3t.train.clip_moments, s3t.embed.standardize = saved
 
 
-def tasks(tree: Path | None) -> Iterator[tuple[str, list[torch.Tensor], list[tuple[str, ...]], list[int]]]:
+def tasks(folds_clips: tuple[list[torch.Tensor], list[tuple[str, ...]], list[int]], tree: Path | None
+          ) -> Iterator[tuple[str, list[torch.Tensor], list[tuple[str, ...]], list[int]]]:
     """(name, clips, labels, folds) of the folds task and, with ``tree``, of the unheard packages."""
-    store = FeatureStore(ROOT / "data" / "features" / DATASET)
-    keep, _, folds = train_valid_folds(store, DATASET, 5)
-    yield "folds (task train + valid, by track)", [store[i] for i in keep], [store.labels[i] for i in keep], folds
+    yield ("folds (task train + valid, by track)", *folds_clips)
     if tree is not None:
         keep, packages, tracks, _, unlabeled = transfer_clips(tree.resolve(), [])
         yield ("packages outside the task (unheard)", [unlabeled[i] for i in keep], [(p,) for p in packages],
@@ -92,21 +96,25 @@ def tasks(tree: Path | None) -> Iterator[tuple[str, list[torch.Tensor], list[tup
 
 def score(checkpoint: Path, tree: Path | None) -> None:
     section = yaml.safe_load((ROOT / "params.yaml").read_text())["probe"]
+    options = probe_protocol(section, "logistic")
     seed = int(load_checkpoint(checkpoint)["config"]["pretrain"]["seed"])
     config = ProbeConfig(epochs=section["epochs"], batch_size=section["batch_size"][DATASET],
                          warmup_epochs=section["warmup_epochs"], seed=seed)
-    mean, std = task_level()
+    encoders = {"Random-Init": load_encoder(checkpoint, random_init=True, seed=seed), "S3T": load_encoder(checkpoint)}
+    folds_clips = folds_task()
+    mean, std = task_level(folds_clips[0])
     print(f"probe protocol: logistic; dataset-level map: (x - {mean:.3f}) / {std:.3f}; load {os.getloadavg()[0]:.1f}")
-    for name, clips, labels, folds in tasks(tree):
+    for name, clips, labels, folds in tasks(folds_clips, tree):
         label_set = sorted({y for row in labels for y in row})
         print(f"\n{name}: {len(clips)} clips, {len(label_set)} classes\n\n| input | top-1 linear / k-NN |\n|---|---|")
-        for row, x in task_rows(checkpoint, seed, clips, mean, std).items():
-            result = cross_validate(x, labels, folds, label_set, config=config, **probe_protocol(section, "logistic"))
+        for row, x in task_rows(encoders, clips, mean, std).items():
+            result = cross_validate(x, labels, folds, label_set, config=config, **options)
             print(f"| {row} | {100 * result['top1']:.1f} / {100 * result['knn_top1']:.1f} |", flush=True)
 
 
-def task_rows(checkpoint: Path, seed: int, clips: list[torch.Tensor], mean: float, std: float) -> dict[str, torch.Tensor]:
-    """{row name: (N, D) embeddings of ``clips``} for :func:`score`."""
+def task_rows(encoders: dict[str, torch.nn.Module], clips: list[torch.Tensor], mean: float, std: float
+              ) -> dict[str, torch.Tensor]:
+    """{row name: (N, D) embeddings of ``clips``} for :func:`score`; ``encoders``: Random-Init and S3T."""
     raw = [c.float() for c in clips]
     moments = [clip_moments(c[None]) for c in raw]
     rows = {
@@ -117,10 +125,10 @@ def task_rows(checkpoint: Path, seed: int, clips: list[torch.Tensor], mean: floa
     }
     for level in (False, True):
         with dataset_level_input(mean, std) if level else contextlib.nullcontext():
-            ri = embed_spectrograms(load_encoder(checkpoint, random_init=True, seed=seed), clips)
-            s3t_rows = embed_spectrograms(load_encoder(checkpoint), clips)
-        rows[f"Random-Init, {'dataset-level map' if level else 'standardised clip (the pipeline)'}"] = ri
-        rows[f"S3T, {'dataset-level map (not trained on it)' if level else 'standardised clip (the pipeline)'}"] = s3t_rows
+            for name, encoder in encoders.items():
+                how = "dataset-level map" + (" (not trained on it)" if name == "S3T" else "") if level else \
+                    "standardised clip (the pipeline)"
+                rows[f"{name}, {how}"] = embed_spectrograms(encoder, clips)
     return rows
 
 
@@ -140,7 +148,7 @@ def main() -> None:
         # Its own folder: the run key of recipe_ablation.py does not know about the map.
         rest += ["--work", str(ROOT / "work" / "input_level")]
     script = BENCH / ("recipe_ablation.py" if command == "pretrain" else "transfer_score.py")
-    mean, std = task_level()
+    mean, std = task_level(folds_task()[0])
     print(f"{script.name} with every clip mapped by (x - {mean:.3f}) / {std:.3f}", flush=True)
     sys.argv = [str(script), *rest]
     with dataset_level_input(mean, std):
