@@ -32,9 +32,12 @@ from s3t.checkpoint import load_checkpoint
 from s3t.embed import embed_spectrograms
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import dataset_recordings
+from s3t.model import Encoder
 from s3t.probe import PROTOCOLS, ProbeConfig, cross_validate, group_folds, lr_wd_grid, protocol_options
 from s3t.shards import FeatureStore, clip_recordings
 from s3t.train import load_encoder
+
+from embedding_ablation import stage_columns  # bench/ is this script's folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +62,8 @@ def key_encoder(checkpoint: Path) -> torch.nn.Module:
 
 
 def checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of :func:`score_checkpoints` (`--group`, `--folds`, `--segments`, `--protocol`, `--encoder`)."""
+    """The options of :func:`score_checkpoints` (`--group`, `--folds`, `--segments`, `--protocol`, `--encoder`,
+    `--stages`)."""
     parser.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "CHECKPOINT"),
                         help="a name, then the checkpoints of its rows (their mean is printed); repeatable")
     parser.add_argument("--folds", type=int, default=5)
@@ -70,6 +74,9 @@ def checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", choices=("q", "k"), default="q",
                         help="S3T's weights: MoCo's query encoder (the pipeline's, default) or its momentum-averaged "
                              "key encoder (from the training checkpoint's `moco` state)")
+    parser.add_argument("--stages", default="all",
+                        help="Swin stages whose blocks of S3T's and Random-Init's embedding are probed: all, or "
+                             "stage numbers from 1 joined by commas, such as 2,3 (as bench/embedding_ablation.py)")
 
 
 def checkpoint_groups(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, list[Path]]:
@@ -98,7 +105,7 @@ def main() -> None:
           f"{', '.join(str(folds.count(f)) for f in range(args.folds))} clips; segments per clip: {segments}; "
           f"encoder: {'key' if args.encoder == 'k' else 'query'}", flush=True)
     score_checkpoints(groups, clips, labels, folds, params["probe"], args.dataset, args.segments, args.encoder,
-                      args.protocol)
+                      args.protocol, args.stages)
 
 
 def probe_protocol(section: dict, protocol: str | None = None) -> dict:
@@ -110,12 +117,12 @@ def probe_protocol(section: dict, protocol: str | None = None) -> dict:
 
 def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], labels: list[tuple[str, ...]],
                       folds: list[int], section: dict, dataset: str, segments: int | None, encoder_kind: str,
-                      protocol: str | None = None) -> None:
+                      protocol: str | None = None, stages: str = "all") -> None:
     """Print each checkpoint's fold top-1 (S3T, Random-Init, hand-crafted; linear / k-NN) on ``clips``
     and each group's means. ``section`` is params.yaml's `probe` (its protocol unless ``protocol``);
-    its batch size is ``dataset``'s."""
+    its batch size is ``dataset``'s. ``stages`` keeps those Swin stages' blocks of the learned rows."""
     options = probe_protocol(section, protocol)
-    print(f"probe protocol: {protocol or section['protocol']}", flush=True)
+    print(f"probe protocol: {protocol or section['protocol']}; Swin stages: {stages}", flush=True)
 
     def probe_config(seed: int) -> ProbeConfig:
         return ProbeConfig(epochs=section["epochs"], batch_size=section["batch_size"][dataset],
@@ -128,6 +135,11 @@ def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], 
         result = cross_validate(x, labels, folds, label_set, config=probe_config(seed), **options)
         return [100 * result["top1"], 100 * result["knn_top1"]]
 
+    def learned(encoder: Encoder, seed: int) -> list[float]:
+        x = embed_spectrograms(encoder, clips, num_segments=segments)
+        columns = stage_columns(encoder, stages)
+        return score(x if columns is None else x[:, columns], seed)
+
     # Random-Init and the hand-crafted row depend only on the seed (and the architecture): scored once.
     random_init: dict[tuple[int, str], list[float]] = {}
     handcrafted: dict[int, list[float]] = {}
@@ -139,13 +151,11 @@ def score_checkpoints(groups: dict[str, list[Path]], clips: list[torch.Tensor], 
             seed = int(config["pretrain"]["seed"])
             key = (seed, repr(config["model"]))
             if key not in random_init:
-                random_init[key] = score(embed_spectrograms(load_encoder(checkpoint, random_init=True, seed=seed), clips,
-                                                             num_segments=segments), seed)
+                random_init[key] = learned(load_encoder(checkpoint, random_init=True, seed=seed), seed)
             if seed not in handcrafted:
                 handcrafted[seed] = score(hand, seed)
             encoder = load_encoder(checkpoint) if encoder_kind == "q" else key_encoder(checkpoint)
-            row = [score(embed_spectrograms(encoder, clips, num_segments=segments), seed),
-                   random_init[key], handcrafted[seed]]
+            row = [learned(encoder, seed), random_init[key], handcrafted[seed]]
             scores.append(row)
             cells = " | ".join(f"{lin:.1f} / {knn:.1f}" for lin, knn in row)
             print(f"| {checkpoint.parent.name} (seed {seed}) | {cells} |", flush=True)

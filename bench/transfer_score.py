@@ -97,7 +97,7 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     clips = [store[i] for i in keep]
     score_checkpoints(groups, clips, [(p,) for p in packages], folds, params["probe"], DATASET, args.segments, args.encoder,
-                      args.protocol)
+                      args.protocol, args.stages)
 
 
 if __name__ == "__main__":
