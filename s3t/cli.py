@@ -34,11 +34,14 @@ from s3t.audio import find_audio_files
 from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_replaceable, load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
 from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, load_embeddings, window_bounds
+from s3t.evaluation import cross_validated_rows, test_split_rows
 from s3t.export import EmbeddingTable, companion, output_format, read_part, read_table, write_part, write_table
 from s3t.features import Rejected, featurize_files
+from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
+from s3t.report import evaluation_tables, markdown_table
 from s3t.probe import PROTOCOLS, LinearProbe, ProbeConfig, load_probe, probe_splits, protocol_options
 from s3t.train import PretrainConfig, load_encoder, pretrain, record_provenance
 
@@ -198,7 +201,12 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
 
 
-def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Rejected]]:
+def _embed_manifest(args: argparse.Namespace, *, baselines: bool = False
+                    ) -> tuple[EmbeddingSet, list[Rejected]] | tuple[dict[str, EmbeddingSet], list[str], list[Rejected]]:
+    """The manifest's clips embedded by the checkpoint's encoder (or its Random-Init with --random-init),
+    and the files that could not be read. With ``baselines``: the embeddings of S3T, Random-Init and the
+    hand-crafted statistics of the same clips (featurized once), each clip's group (the group column's
+    value, or the clip itself), and the rejected files."""
     rows = read_manifest(args.manifest, group_column=args.group_column)
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
@@ -207,21 +215,24 @@ def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Reject
     if not clips:
         raise _none_readable(rejected)
     by_path = {r.path: r for r in rows}
-    with _progress(len(clips), "embed") as bar:
-        emb = embed_spectrograms(
-            encoder, clips, batch_size=args.batch_size, num_segments=args.segments, device=device,
-            on_batch=lambda n: bar.update(n - bar.n),
-        )
-    embeddings = EmbeddingSet(
-        embeddings=emb,
-        ids=kept,
-        labels=[by_path[p].labels for p in kept],
-        splits=[by_path[p].split for p in kept],
-        label_set=label_vocabulary(rows),
-        multilabel=is_multilabel(rows),
-        method="random_init" if args.random_init else "s3t",
-    )
-    return embeddings, rejected
+
+    def labeled(x: torch.Tensor, method: str) -> EmbeddingSet:
+        return EmbeddingSet(embeddings=x, ids=kept, labels=[by_path[p].labels for p in kept],
+                            splits=[by_path[p].split for p in kept], label_set=label_vocabulary(rows),
+                            multilabel=is_multilabel(rows), method=method)
+
+    def embed(model, stage: str) -> torch.Tensor:
+        with _progress(len(clips), stage) as bar:
+            return embed_spectrograms(model, clips, batch_size=args.batch_size, num_segments=args.segments, device=device,
+                                      on_batch=lambda n: bar.update(n - bar.n))
+
+    if not baselines:
+        return labeled(embed(encoder, "embed"), "random_init" if args.random_init else "s3t"), rejected
+    sets = {"s3t": labeled(embed(encoder, "embed S3T"), "s3t"),
+            "random_init": labeled(embed(load_encoder(args.checkpoint, random_init=True, seed=args.seed), "embed Random-Init"),
+                                   "random_init"),
+            "handcrafted": labeled(handcrafted_embeddings(clips), "handcrafted")}
+    return sets, [by_path[p].group or p for p in kept], rejected
 
 
 FILES_PER_PART = 32
@@ -335,7 +346,57 @@ def cmd_embed(args: argparse.Namespace) -> None:
     print(f"s3t: wrote {args.out}: {tuple(embeddings.embeddings.shape)} embeddings, {len(rejected)} skipped")
 
 
+def _probe_baselines(args: argparse.Namespace) -> None:
+    """`s3t probe --baselines`: S3T, Random-Init and hand-crafted rows of one manifest, each score with its
+    95 % interval (a bootstrap over groups) and the paired differences, as one table (s3t.evaluation)."""
+    if not (args.checkpoint and args.manifest):
+        raise CLIError("--baselines scores a checkpoint on a manifest: give --checkpoint C and --manifest M "
+                       "(the clips are embedded by S3T and Random-Init and described by the hand-crafted statistics)")
+    if args.random_init or args.save_probe or args.fraction != 1.0:
+        raise CLIError("--baselines scores every row itself on all training labels; leave out --random-init, "
+                       "--save-probe and --fraction")
+    sets, groups, skipped = _embed_manifest(args, baselines=True)
+    reference = sets["s3t"]
+    x = {method: emb.embeddings for method, emb in sets.items()}
+    config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    options = protocol_options(args.protocol)
+    with _progress(len(x), "probe") as bar:
+        if args.cv:
+            if reference.multilabel:
+                raise CLIError("--cv scores single-label tasks; for a tagging manifest leave it out (train/valid/test splits)")
+            try:
+                result = cross_validated_rows(x, reference.labels, groups, reference.label_set, folds=args.cv,
+                                              config=config, **options)
+            except ValueError as err:
+                raise CLIError(f"{args.manifest}: {err}") from None
+            result["scope"] = "every clip of the manifest (its splits ignored)"
+        else:
+            try:
+                result = test_split_rows(x, reference.labels, reference.splits, groups, reference.label_set,
+                                         reference.multilabel, config=config, **options)
+            except ValueError as err:
+                raise CLIError(f"{args.manifest}: {err}; give the manifest train, valid and test rows, or use --cv K") from None
+        bar.update(len(x))
+    result.update(dataset=str(args.manifest), protocol=args.protocol, rejected=[[r.path, r.reason] for r in skipped])
+    counts = {label: sum(label in row for row in reference.labels) for label in reference.label_set}
+    if not reference.multilabel:
+        result["majority_class"] = max(counts.values()) / len(reference.labels)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    table = evaluation_tables({args.out: result})[0]
+    print(f"s3t: {table.title.replace('`', '')}; protocol {args.protocol}; written to {args.out}")
+    print(markdown_table(table.header, [[c.text for c in row] for row in table.rows]))
+    if "majority_class" in result:
+        print(f"chance: the largest class is {100 * result['majority_class']:.1f} % of the clips")
+
+
 def cmd_probe(args: argparse.Namespace) -> None:
+    if args.baselines:
+        _check_outputs(args, {"out": None})
+        _probe_baselines(args)
+        return
+    if args.cv:
+        raise CLIError("--cv is a protocol of --baselines (S3T, Random-Init and hand-crafted rows); add --baselines")
     if args.embeddings and args.group_column:
         # The embeddings file carries no groups; silently skipping the check would suggest it passed.
         raise CLIError("--group-column checks a manifest; use it with --checkpoint and --manifest, not --embeddings")
@@ -508,6 +569,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=ProbeConfig.epochs)
     p.add_argument("--batch-size", type=_positive_int, default=ProbeConfig.batch_size)
     p.add_argument("--lr", type=float, default=ProbeConfig.lr, help="learning rate of the paper protocol")
+    p.add_argument(
+        "--baselines", action="store_true",
+        help="with --checkpoint and --manifest: score S3T, Random-Init and the hand-crafted statistics by the same "
+             "protocol and print one table, each score with its 95 %% interval (a bootstrap over --group-column's "
+             "groups, or over clips) and the paired differences S3T minus each baseline",
+    )
+    p.add_argument("--cv", type=_positive_int, metavar="K",
+                   help="with --baselines: cross-validate over every clip in K folds by group instead of the "
+                        "manifest's train/valid/test splits")
     p.add_argument(
         "--protocol", choices=PROTOCOLS, default="logistic",
         help="logistic: L2 logistic regression fitted to convergence, the L2 strength chosen on the valid split "

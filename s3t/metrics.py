@@ -16,8 +16,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 
-def top_k_accuracy(scores: np.ndarray, targets: np.ndarray, k: int = 1) -> float:
-    """Fraction of rows whose target is among the ``k`` highest scores.
+def top_k_hits(scores: np.ndarray, targets: np.ndarray, k: int = 1) -> np.ndarray:
+    """Whether each row's target is among its ``k`` highest scores, (N,) bool.
 
     scores: (N, C) float; targets: (N,) int class indices.
     """
@@ -27,7 +27,12 @@ def top_k_accuracy(scores: np.ndarray, targets: np.ndarray, k: int = 1) -> float
         raise ValueError(f"scores must be (N, C) and targets (N,), got {scores.shape} and {targets.shape}")
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, kth=k - 1, axis=1)[:, :k]
-    return float(np.mean(np.any(top == targets[:, None], axis=1)))
+    return np.any(top == targets[:, None], axis=1)
+
+
+def top_k_accuracy(scores: np.ndarray, targets: np.ndarray, k: int = 1) -> float:
+    """Fraction of rows whose target is among the ``k`` highest scores (:func:`top_k_hits`)."""
+    return float(np.mean(top_k_hits(scores, targets, k)))
 
 
 def roc_auc(scores: np.ndarray, targets: np.ndarray) -> float:

@@ -16,8 +16,8 @@ Choices where the paper is silent:
   hundred clips), which can hide the difference between two encoders. The ``grid`` protocol trains
   one AdamW probe per (lr, weight decay) of a small grid and keeps the best epoch of the best setting
   on valid. That pick of the best of 450 noisy validation values is itself noisy: on the soundtracks'
-  folds (`bench/probe_stability.py`), embeddings that differ by one part in a million moved a
-  4,704-d embedding's score by up to 3.0 points. The default, ``logistic``, is the probe as a
+  folds, embeddings that differ by one part in a million moved a 4,704-d embedding's score by
+  several points (``bench/probe_stability.py`` at 18674ae). The default, ``logistic``, is the probe as a
   convex problem (:func:`train_logistic`: softmax or per-tag logistic regression with an L2 penalty,
   fitted to convergence by full-batch L-BFGS), one fit per L2 strength, the strength chosen on
   valid: the same linear layer, with no learning rate, batch order or epoch to choose. Each protocol
@@ -30,11 +30,7 @@ Choices where the paper is silent:
   asking "which tags does this song have" needs a yes or no per tag. One threshold for all tags,
   the one with the best micro-F1 on the validation split, is stored in the probe; one per tag
   would be fitted on a handful of positives for rare tags.
-- Cross-validation (:func:`group_folds`, :func:`cross_validate`): a valid split of a few dozen clips
-  scores a setting in steps of one clip. For choosing between pre-training recipes, the train and
-  valid clips are cut into folds by group (a track: its clips never straddle two folds), each fold
-  holding groups of every class, and each fold is scored once with the protocol above, the next fold
-  selecting the grid setting and k, the rest training. The test split stays out.
+- Cross-validation over train + valid and the intervals of every score live in :mod:`s3t.evaluation`.
 - Label fractions (1 %, 10 %) are drawn from the training rows with a fixed seed,
   stratified per class for single-label tasks (at least one row per class). For
   multi-label tasks rows are drawn uniformly, then one row is added for every tag
@@ -45,12 +41,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -210,15 +205,23 @@ def label_fraction(targets: torch.Tensor, fraction: float, seed: int = 0) -> tor
     return torch.sort(chosen).values
 
 
+def score_metrics(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """top1 (and top5 where there are more than 5 classes: with 5 or fewer it is always 1) for
+    single-label scores (N, C) and targets (N,); roc_auc/pr_auc for multi-hot targets (N, C)."""
+    if targets.ndim == 2:
+        return tagging_metrics(scores, targets)
+    result = {"top1": top_k_accuracy(scores, targets, 1)}
+    if scores.shape[1] > 5:
+        result["top5"] = top_k_accuracy(scores, targets, 5)
+    return result
+
+
 def evaluate(probe: LinearProbe, x: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """top1/top5 for single-label, roc_auc/pr_auc for multi-label probes."""
+    """:func:`score_metrics` of the probe's scores on ``x`` (N, D)."""
     probe.eval()
     with torch.no_grad():
         scores = probe.scores(x).cpu().numpy()
-    if probe.multilabel:
-        return tagging_metrics(scores, targets.cpu().numpy())
-    y = targets.cpu().numpy()
-    return {"top1": top_k_accuracy(scores, y, 1), "top5": top_k_accuracy(scores, y, 5)}
+    return score_metrics(scores, targets.cpu().numpy())
 
 
 def train_probe(
@@ -402,23 +405,54 @@ def knn_evaluate(
     train_x: torch.Tensor, train_y: torch.Tensor, valid_x: torch.Tensor, valid_y: torch.Tensor,
     test_x: torch.Tensor, test_y: torch.Tensor, n_classes: int, ks: Sequence[int] = KNN_KS,
 ) -> dict:
-    """k-NN with k chosen on valid (top-1, or PR-AUC for tagging): {"k", "valid", "test", "grid"}."""
+    """k-NN with k chosen on valid (top-1, or PR-AUC for tagging): {"k", "valid", "test", "grid", "scores"}, where
+    "scores" are the test rows' class (or tag) scores at that k, (N_test, C) numpy."""
     mean, std = train_x.mean(0), train_x.std(0, unbiased=False).clamp_min(1e-6)
     z = [(t - mean) / std for t in (train_x, valid_x, test_x)]
 
     def metrics(x: torch.Tensor, y: torch.Tensor, k: int) -> dict[str, float]:
-        scores = knn_scores(z[0], train_y, x, k, n_classes).numpy()
-        if train_y.ndim == 2:
-            return tagging_metrics(scores, y.numpy())
-        return {"top1": top_k_accuracy(scores, y.numpy(), 1), "top5": top_k_accuracy(scores, y.numpy(), 5)}
+        return score_metrics(knn_scores(z[0], train_y, x, k, n_classes).numpy(), y.numpy())
 
     key = "pr_auc" if train_y.ndim == 2 else "top1"
     grid = [{"k": k, "valid": metrics(z[1], valid_y, k)[key]} for k in ks]
     best = max(grid, key=lambda row: row["valid"])  # first (smallest k) among equals
-    return {"k": best["k"], "valid": best["valid"], "test": metrics(z[2], test_y, best["k"]), "grid": grid}
+    scores = knn_scores(z[0], train_y, z[2], best["k"], n_classes).numpy()
+    return {"k": best["k"], "valid": best["valid"], "test": score_metrics(scores, test_y.numpy()), "grid": grid,
+            "scores": scores}
+
+
+@dataclass
+class SplitFit:
+    """What :func:`fit_splits` gives: the selected probe, its result and history (see
+    :func:`probe_splits`), and the test rows' scores, for intervals (:mod:`s3t.evaluation`).
+
+    test_scores: (N_test, C) class probabilities or tag probabilities of the probe; test_targets:
+    (N_test,) class indices or (N_test, C) multi-hot; knn_scores: the k-NN's scores of the same rows
+    at the k chosen on valid (None without k-NN). Rows in the order of the test rows of ``splits``.
+    """
+
+    probe: LinearProbe
+    result: dict
+    history: list[dict[str, float]]
+    test_scores: np.ndarray
+    test_targets: np.ndarray
+    knn_scores: np.ndarray | None
 
 
 def probe_splits(
+    x: torch.Tensor,
+    label_rows: Sequence[Sequence[str]],
+    splits: Sequence[str],
+    labels: Sequence[str],
+    multilabel: bool,
+    **kwargs,
+) -> tuple[LinearProbe, dict, list[dict[str, float]]]:
+    """(probe, result, history) of :func:`fit_splits` (same arguments)."""
+    fit = fit_splits(x, label_rows, splits, labels, multilabel, **kwargs)
+    return fit.probe, fit.result, fit.history
+
+
+def fit_splits(
     x: torch.Tensor,
     label_rows: Sequence[Sequence[str]],
     splits: Sequence[str],
@@ -430,17 +464,16 @@ def probe_splits(
     grid: Sequence[tuple[float, float]] | None = None,
     l2: Sequence[float] | None = None,
     knn: bool = False,
-) -> tuple[LinearProbe, dict, list[dict[str, float]]]:
+) -> SplitFit:
     """Linear evaluation on one dataset: train on ``fraction`` of the train rows, select on
     valid, score test. With ``grid`` (lr, weight decay) pairs, one probe per pair (the other
     settings from ``config``) and the best on valid is kept; with ``l2`` strengths, one
     :func:`train_logistic` fit per strength, in the order given, each starting from the one before,
     and the best on valid is kept (the ``logistic`` protocol); with neither, ``config`` alone (the
-    paper's protocol). Returns (probe, result, history); result holds the test metrics, the
-    valid metrics under "valid", the row counts, for tagging the tag "threshold" (also set on
-    the probe, :func:`choose_threshold` on valid), and with a grid or ``l2`` "selection" and "grid";
-    with ``knn`` the k-NN result under "knn". History rows are per epoch (keyed "epoch"), or per
-    strength for ``l2`` (keyed "l2")."""
+    paper's protocol). The result holds the test metrics, the valid metrics under "valid", the row
+    counts, for tagging the tag "threshold" (also set on the probe, :func:`choose_threshold` on
+    valid), and with a grid or ``l2`` "selection" and "grid"; with ``knn`` the k-NN result under
+    "knn". History rows are per epoch (keyed "epoch"), or per strength for ``l2`` (keyed "l2")."""
     if grid and l2:
         raise ValueError("give an (lr, weight decay) grid or l2 strengths, not both")
     y = encode_targets(label_rows, labels, multilabel)
@@ -464,9 +497,8 @@ def probe_splits(
             if best is None or metrics[key] > best[0]:  # the stronger strength among equals
                 best = (metrics[key], probe, strength)
         _, probe, strength = best
-        probe, result = _finish(probe, x, y, masks, valid_x, valid_y, train_idx, fraction, multilabel, labels, knn,
-                                {"selection": {"l2": strength}, "grid": searched})
-        return probe, result, fits
+        return _finish(probe, fits, x, y, masks, train_idx, fraction, multilabel, labels, knn,
+                       {"selection": {"l2": strength}, "grid": searched})
     for lr, weight_decay in grid or [(config.lr, config.weight_decay)]:
         setting = dataclasses.replace(config, lr=lr, weight_decay=weight_decay)
         probe, history = train_probe(x[train_idx], y[train_idx], valid_x, valid_y, labels, multilabel, setting)
@@ -476,16 +508,19 @@ def probe_splits(
             best = (metric, probe, history, lr, weight_decay)
     _, probe, history, lr, weight_decay = best
     chosen = {"selection": {"lr": lr, "weight_decay": weight_decay}, "grid": searched} if grid else {}
-    probe, result = _finish(probe, x, y, masks, valid_x, valid_y, train_idx, fraction, multilabel, labels, knn, chosen)
-    return probe, result, history
+    return _finish(probe, history, x, y, masks, train_idx, fraction, multilabel, labels, knn, chosen)
 
 
-def _finish(probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor], valid_x: torch.Tensor,
-            valid_y: torch.Tensor, train_idx: torch.Tensor, fraction: float, multilabel: bool, labels: Sequence[str],
-            knn: bool, chosen: dict) -> tuple[LinearProbe, dict]:
-    """The selected probe with its tag threshold, and :func:`probe_splits`'s result."""
+def _finish(probe: LinearProbe, history: list[dict[str, float]], x: torch.Tensor, y: torch.Tensor,
+            masks: dict[str, torch.Tensor], train_idx: torch.Tensor, fraction: float, multilabel: bool,
+            labels: Sequence[str], knn: bool, chosen: dict) -> SplitFit:
+    """The selected probe with its tag threshold, its result and its test scores."""
+    valid_x, valid_y = x[masks["valid"]], y[masks["valid"]]
+    test_x, test_y = x[masks["test"]], y[masks["test"]]
+    with torch.no_grad():
+        test_scores = probe.eval().scores(test_x).cpu().numpy()
     result = {
-        **evaluate(probe, x[masks["test"]], y[masks["test"]]),
+        **score_metrics(test_scores, test_y.numpy()),
         "valid": evaluate(probe, valid_x, valid_y),
         "fraction": fraction,
         "n_train": int(train_idx.numel()),
@@ -497,53 +532,8 @@ def _finish(probe: LinearProbe, x: torch.Tensor, y: torch.Tensor, masks: dict[st
             probe.threshold = choose_threshold(probe.scores(valid_x), valid_y)
         result["threshold"] = probe.threshold
     result.update(chosen)
+    knn_test = None
     if knn:
-        result["knn"] = knn_evaluate(x[train_idx], y[train_idx], valid_x, valid_y, x[masks["test"]],
-                                     y[masks["test"]], len(labels))
-    return probe, result
-
-
-def group_folds(groups: Sequence[str], labels: Sequence[str], folds: int) -> list[int]:
-    """Each row's fold in [0, folds): per label, its groups in sha256 order dealt round robin, so
-    a group's rows share a fold and every fold holds groups of every label that has ``folds`` groups.
-    ``groups[i]`` and ``labels[i]`` are row i's group (e.g. its track) and its (first) label."""
-    if folds < 2:
-        raise ValueError(f"folds must be >= 2, got {folds}")
-    label_of: dict[str, str] = {}
-    by_label: dict[str, set[str]] = defaultdict(set)
-    for group, label in zip(groups, labels):
-        if label_of.setdefault(group, label) != label:
-            raise ValueError(f"group {group!r} has rows of several labels ({label_of[group]!r}, {label!r}); "
-                             "give each group one label")
-        by_label[label].add(group)
-    fold_of = {
-        group: i % folds
-        for label in sorted(by_label)
-        for i, group in enumerate(sorted(by_label[label], key=lambda g: hashlib.sha256(g.encode()).hexdigest()))
-    }
-    return [fold_of[g] for g in groups]
-
-
-def cross_validate(
-    x: torch.Tensor,
-    label_rows: Sequence[Sequence[str]],
-    folds: Sequence[int],
-    labels: Sequence[str],
-    *,
-    config: ProbeConfig = ProbeConfig(),
-    grid: Sequence[tuple[float, float]] | None = None,
-    l2: Sequence[float] | None = None,
-) -> dict[str, float]:
-    """Single-label top-1 (fractions) of the linear probe and of k-NN over every row of ``x`` (N, D),
-    each row scored once, in the rotation whose test fold holds it (:func:`probe_splits`, the next
-    fold as valid, the rest as train). ``folds`` from :func:`group_folds`."""
-    n_folds = max(folds) + 1
-    right = {"top1": 0.0, "knn_top1": 0.0}
-    for test in range(n_folds):
-        valid = (test + 1) % n_folds
-        splits = ["test" if f == test else "valid" if f == valid else "train" for f in folds]
-        _, result, _ = probe_splits(x, label_rows, splits, labels, False, config=config, grid=grid, l2=l2, knn=True)
-        n_test = splits.count("test")
-        right["top1"] += result["top1"] * n_test
-        right["knn_top1"] += result["knn"]["test"]["top1"] * n_test
-    return {key: value / len(folds) for key, value in right.items()}
+        result["knn"] = knn_evaluate(x[train_idx], y[train_idx], valid_x, valid_y, test_x, test_y, len(labels))
+        knn_test = result["knn"].pop("scores")
+    return SplitFit(probe, result, history, test_scores, test_y.numpy(), knn_test)

@@ -9,7 +9,9 @@ says "not run". Percentages with one decimal, like the paper.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
+
+from s3t.bootstrap import format_interval
 
 # (dataset, metric) -> paper value, per row. Paper Table 1.
 PAPER_TABLE1 = {
@@ -59,14 +61,25 @@ def _pct(value: float | None) -> str:
     return NOT_RUN if value is None else f"{100 * value:.1f}"
 
 
-def _metric(results: Results, dataset: str, percent: int, method: str | None, *keys: str) -> Cell:
-    """This run's value at results[dataset][percent][method][keys...] in %, or "not run"."""
-    value: Any = results.get(dataset, {}).get(percent, {}).get(method, {}) if method is not None else {}
+def _value(data: Any, source: str, *keys: str, signed: bool = False) -> Cell:
+    """The value at data[keys...] in %, with its interval ("59.6 [46, 72]") where the same dict holds
+    ``<key>_low`` / ``<key>_high``; "not run" where absent. ``source`` names the metrics file."""
+    parent, value = None, data
     for key in keys:
-        value = value.get(key, {}) if isinstance(value, Mapping) else {}
+        parent, value = value, value.get(key, {}) if isinstance(value, Mapping) else {}
     if isinstance(value, Mapping):
         return Cell(NOT_RUN)
-    return Cell(_pct(value), float(value), (f"{dataset}/probe_{percent}.json", method, *keys))
+    low, high = (parent.get(f"{keys[-1]}_{end}") for end in ("low", "high"))
+    if low is None or high is None:
+        low = high = float("nan")
+    return Cell(format_interval(float(value), float(low), float(high), signed=signed), float(value), (source, *keys))
+
+
+def _metric(results: Results, dataset: str, percent: int, method: str | None, *keys: str) -> Cell:
+    """This run's value at results[dataset][percent][method][keys...] in %, with its interval, or "not run"."""
+    if method is None:
+        return Cell(NOT_RUN)
+    return _value(results.get(dataset, {}).get(percent, {}), f"{dataset}/probe_{percent}.json", method, *keys)
 
 
 def _ours(results: Results, dataset: str, percent: int, method: str | None, metric: str, settings: str) -> Cell:
@@ -76,10 +89,14 @@ def _ours(results: Results, dataset: str, percent: int, method: str | None, metr
     return cell._replace(text=f"{cell.text} ({dataset}, {settings}, {percent}% labels)")
 
 
-def _table(header: list[str], rows: list[list[Cell]]) -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of texts."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell.text for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _table(header: list[str], rows: list[list[Cell]]) -> str:
+    return markdown_table(header, [[cell.text for cell in row] for row in rows])
 
 
 INTRO = ("Paper values are from the S3T paper (its Supervised and CLMR rows quote other papers); ours are from "
@@ -128,32 +145,83 @@ def paper_tables(results: Results, *, backbone: str, preprocessor: str) -> list[
     return tables
 
 
+METHOD_NAMES = {key: name for name, key in METHOD_KEYS.items()}
+DIFFERENCE_NAMES = {"s3t_minus_random_init": "S3T minus Random-Init", "s3t_minus_handcrafted": "S3T minus hand-crafted"}
+
+
 def run_tables(results: Results, *, backbone: str, preprocessor: str) -> list[Table]:
-    """This run's own table for every dataset the paper has no table for, with the hand-crafted row."""
+    """This run's own table for every dataset the paper has no table for, with the hand-crafted row
+    and the paired differences a target reads; every test score with its 95 % interval."""
     settings = f"{backbone}, {preprocessor}"
     tables = []
     for dataset in sorted(d for d in results if d not in ("gtzan", "fma_small", "mtat")):
+        top = results[dataset][max(results[dataset])]
+        single = "top1" in top.get("s3t", {})
+        names = (("top1", "top5") if "top5" in top.get("s3t", {}) else ("top1",)) if single else ("roc_auc", "pr_auc")
         rows = []
         for percent in sorted(results[dataset], reverse=True):
+            source = results[dataset][percent]
             for method, key in METHOD_KEYS.items():
-                metrics = results[dataset][percent].get(key, {})
-                names = ("top1", "top5") if "top1" in metrics else ("roc_auc", "pr_auc")
                 rows.append([Cell(f"{method} {percent}%")] + [_metric(results, dataset, percent, key, n) for n in names]
                             + [_metric(results, dataset, percent, key, "knn", "test", names[0])])
-        single = "top1" in results[dataset][max(results[dataset])].get("s3t", {})
-        header = ["Setting", "top-1", "top-5", "k-NN top-1"] if single else ["Setting", "ROC-AUC", "PR-AUC", "k-NN ROC-AUC"]
-        tables.append(Table(f"This run on `{dataset}` (not in the paper; {settings})", header, rows))
+            for key, name in DIFFERENCE_NAMES.items():
+                if key in source:
+                    file = f"{dataset}/probe_{percent}.json"
+                    rows.append([Cell(f"{name} {percent}%")] + [_value(source, file, key, n, signed=True) for n in names]
+                                + [_value(source, file, f"knn_{key}", names[0], signed=True)])
+        labels = {"top1": "top-1", "top5": "top-5", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+        header = ["Setting"] + [labels[n] for n in names] + [f"k-NN {labels[names[0]]}"]
+        n_test = top.get("s3t", {}).get("n_test")
+        tracks = top.get("s3t", {}).get("n_test_groups")
+        split = f"; test split: {n_test} clips of {tracks} tracks" if n_test and tracks else ""
+        tables.append(Table(f"This run on `{dataset}` (not in the paper; {settings}{split}; 95 % intervals)", header, rows))
     return tables
 
 
-def render_tables(results: Results, *, backbone: str, preprocessor: str) -> str:
-    """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group."""
+Evaluations = Mapping[str, Mapping]
+"""metrics file name ("<dataset>/cv.json") -> its JSON (cross-validation or transfer, s3t.evaluation)."""
+
+
+def evaluation_tables(evaluations: Evaluations) -> list[Table]:
+    """One table per metrics file in the layout of :func:`s3t.evaluation.cross_validated_rows`
+    (cross-validation, transfer, or a test split scored by `s3t probe --baselines`): each method's
+    score (linear and k-NN) with its 95 % interval, then the paired differences."""
+    tables = []
+    for file, data in sorted(evaluations.items()):
+        single = "top1" in data.get("s3t", {})
+        names = ("top1",) if single else ("roc_auc", "pr_auc")
+        rows = []
+        for key, name in METHOD_NAMES.items():
+            if key in data:
+                rows.append([Cell(name)] + [_value(data, file, key, n) for n in names]
+                            + [_value(data, file, key, "knn", names[0])])
+        for key, name in DIFFERENCE_NAMES.items():
+            if key in data:
+                rows.append([Cell(name)] + [_value(data, file, key, n, signed=True) for n in names]
+                            + [_value(data, file, f"knn_{key}", names[0], signed=True)])
+        if "packages" in data:
+            what = f"transfer to packages pre-training never heard ({', '.join(data['packages'])})"
+        elif data.get("folds"):
+            what = f"cross-validated over {data.get('scope', 'train + valid')}"
+        else:
+            what = "test split"
+        folds = f" in {data['folds']} folds by track" if data.get("folds") else ""
+        title = f"`{data.get('dataset', file)}`: {what}; {data.get('n')} clips of {data.get('n_groups')} tracks{folds}; 95 % intervals"
+        labels = {"top1": "top-1", "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+        tables.append(Table(title, ["Row", *(labels[n] for n in names), f"k-NN {labels[names[0]]}"], rows))
+    return tables
+
+
+def render_tables(results: Results, *, backbone: str, preprocessor: str, evaluations: Evaluations | None = None) -> str:
+    """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group,
+    this run's own tables and the cross-validated ones (``evaluations``)."""
     out = ["# S3T: paper tables next to this run", "",
            "Paper values are from the S3T paper (its Supervised and CLMR rows quote other papers); ours are from",
-           "`metrics/<dataset>/probe_<percent>.json` of this run, each labelled (dataset, backbone, pre-processor,",
-           "label fraction). Metrics in %. A cell this run did not produce says \"not run\".", ""]
+           "`metrics/<dataset>/probe_<percent>.json` and `metrics/<dataset>/cv.json` of this run, each labelled (dataset,",
+           "backbone, pre-processor, label fraction). Metrics in %, with the 95 % interval of a bootstrap over whole tracks",
+           "in brackets. A cell this run did not produce says \"not run\".", ""]
     for table in paper_tables(results, backbone=backbone, preprocessor=preprocessor) + run_tables(
-            results, backbone=backbone, preprocessor=preprocessor):
+            results, backbone=backbone, preprocessor=preprocessor) + evaluation_tables(evaluations or {}):
         out += [f"## {table.title}", "", _table(table.header, table.rows), ""]
     return "\n".join(out)
 

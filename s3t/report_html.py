@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from s3t.report import INTRO, METHOD_KEYS, Results, Table, paper_tables, run_tables
+from s3t.report import INTRO, METHOD_KEYS, Evaluations, Results, Table, evaluation_tables, paper_tables, run_tables
 
 METHOD_NAMES = {key: name for name, key in METHOD_KEYS.items()}
 METHOD_COLOURS = {"s3t": "#d62728", "random_init": "#7f7f7f", "supervised": "#1f77b4", "handcrafted": "#2ca02c"}
@@ -47,7 +47,8 @@ class DatasetFigures:
 
 @dataclass
 class ReportData:
-    """Everything on the page. results: dataset -> percent -> probe metrics JSON; history:
+    """Everything on the page. results: dataset -> percent -> probe metrics JSON; evaluations: the
+    cross-validated metrics files (s3t.report.evaluation_tables); history:
     pre-training rows {epoch, loss, lr, ...}; validation: suite name -> its details JSON (or a
     bare success flag); params: the text of params.yaml; revision: the code's git revision."""
 
@@ -60,6 +61,7 @@ class ReportData:
     params: str
     revision: str
     model_card: str = ""
+    evaluations: Evaluations = field(default_factory=dict)  # "<dataset>/cv.json" -> its JSON
 
 
 def _e(text: Any) -> str:
@@ -360,6 +362,10 @@ def build_report(data: ReportData) -> str:
         out += [f"<h3>{_e(table.title.replace('`', ''))}</h3>",
                 '<p class="note">Test metrics in % of the four probes side by side; k-NN: the label-free nearest-neighbour '
                 "view of the same embeddings (k chosen on validation).</p>", html_table(table, f"run-table-{i}")]
+    for i, table in enumerate(evaluation_tables(data.evaluations)):
+        out += [f"<h3>{_e(table.title.replace('`', ''))}</h3>",
+                '<p class="note">Every scored clip once, by the probe trained on the other folds (the next fold choosing '
+                "its setting and k); the test split is not read. Top-1 in %.</p>", html_table(table, f"cv-table-{i}")]
     out.append('<p class="note">The paper\'s tables below are on GTZAN, FMA-small and MagnaTagATune; their "ours" '
                "cells say \"not run\" unless <code>eval_datasets</code> includes those datasets "
                "(<code>dvc exp run -S scale=paper</code>).</p>")

@@ -410,3 +410,38 @@ def test_pretrain_warms_up_the_papers_share_of_a_short_run(trained, tmp_path, ca
     main(["pretrain", "--audio", str(root / "audio"), "--out", str(out), "--backbone", "tiny_test",
           "--preprocessor", "frequency_tiling", "--epochs", "1", "--batch-size", "8", "--K", "16"])
     assert load_checkpoint(out)["config"]["pretrain"]["warmup_epochs"] == 0  # 5 % of 1 epoch, not the paper's 20
+
+
+def test_probe_with_baselines_prints_one_table_of_three_rows_with_intervals_and_differences(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    out = tmp_path / "held_out.json"
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(out), "--baselines"])
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    for method in ("s3t", "random_init", "handcrafted"):
+        assert result[method]["top1_low"] <= result[method]["top1"] <= result[method]["top1_high"]
+        assert "top1" in result[method]["knn"]
+    # Two clearly different signal classes: the hand-crafted statistics of the CQT separate them.
+    assert result["handcrafted"]["top1"] == 1.0 and result["n"] == 6 and result["majority_class"] == 0.5
+    diff = result["s3t_minus_handcrafted"]
+    assert diff["top1"] == pytest.approx(result["s3t"]["top1"] - result["handcrafted"]["top1"])
+    lines = printed.splitlines()
+    assert "test split; 6 clips of 6 tracks" in lines[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ")}
+    assert {"S3T", "Random-Init", "Hand-crafted (log-CQT stats)", "S3T minus Random-Init", "S3T minus hand-crafted"} <= set(rows)
+    assert f"{100 * result['s3t']['top1']:.1f} [" in rows["S3T"]
+    assert "chance: the largest class is 50.0 %" in printed
+
+    # Cross-validation over every clip, folds by group (each file its own group without --group-column).
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(tmp_path / "cv.json"),
+          "--baselines", "--cv", "4"])
+    cv = json.loads((tmp_path / "cv.json").read_text())
+    assert cv["n"] == 24 and cv["folds"] == 4 and cv["handcrafted"]["top1"] == 1.0
+    assert "cross-validated over every clip" in capsys.readouterr().out
+
+    assert "--baselines scores a checkpoint" in _fails(capsys, ["probe", "--embeddings", str(out), "--out", str(tmp_path / "x.json"),
+                                                                 "--baselines"])
+    assert "add --baselines" in _fails(capsys, ["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest),
+                                                "--out", str(tmp_path / "y.json"), "--cv", "3"])
+    assert "at least 3 folds" in _fails(capsys, ["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest),
+                                                 "--out", str(tmp_path / "z.json"), "--baselines", "--cv", "2"])

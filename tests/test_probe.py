@@ -146,40 +146,6 @@ def test_multilabel_probe_splits_store_the_validation_threshold_in_the_probe():
     assert LinearProbe.from_state(legacy).threshold is None
 
 
-def test_group_folds_keep_groups_whole_and_spread_every_label():
-    from s3t.probe import group_folds
-
-    groups = [f"{label}-track{t}" for label in "ab" for t in range(6) for _ in range(2)]  # 2 clips per track
-    labels = [g[0] for g in groups]
-    folds = group_folds(groups, labels, 3)
-    assert group_folds(groups, labels, 3) == folds  # fixed, no RNG
-    for g in set(groups):
-        assert len({f for f, h in zip(folds, groups) if h == g}) == 1
-    for label in "ab":
-        assert sorted(f for f, lab in zip(folds, labels) if lab == label) == [0] * 4 + [1] * 4 + [2] * 4
-    with pytest.raises(ValueError, match="several labels"):
-        group_folds(["t", "t"], ["a", "b"], 2)
-    with pytest.raises(ValueError, match="folds must be >= 2"):
-        group_folds(groups, labels, 1)
-
-
-def test_cross_validation_scores_every_row_once_by_the_probe_protocol():
-    from s3t.probe import cross_validate, group_folds
-
-    x, y = _blobs(12, 3, 8, 0)
-    label_rows = [(str(int(c)),) for c in y]
-    groups = [f"{c}-{i // 2}" for i, c in enumerate(y.tolist())]  # pairs of rows share a group
-    folds = group_folds(groups, [r[0] for r in label_rows], 4)
-    result = cross_validate(x, label_rows, folds, ["0", "1", "2"], config=ProbeConfig(epochs=10, batch_size=8),
-                            grid=[(1e-2, 0.0)])
-    assert result == {"top1": 1.0, "knn_top1": 1.0}  # clear blobs
-    shuffled = [(str(int(c)),) for c in y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]]
-    chance = cross_validate(x, shuffled, folds, ["0", "1", "2"], config=ProbeConfig(epochs=10, batch_size=8),
-                            grid=[(1e-2, 0.0)])
-    assert chance["top1"] < 0.7  # labels that the features do not hold are not learned
-    assert all(k * len(y) == round(k * len(y)) for k in chance.values())  # whole rows: each scored once
-
-
 def test_logistic_fit_reaches_the_penalised_optimum_and_matches_sklearn():
     from sklearn.linear_model import LogisticRegression
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from s3t.probe import ProbeConfig, probe_splits
+from s3t.evaluation import comparisons, cross_validated_rows, score_test_split
+from s3t.probe import ProbeConfig
 from s3t.report_html import DatasetFigures, ReportData, _ticks, build_report, figure_ids
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,14 +34,30 @@ def _probe_result(dataset: str, percent: int, multilabel: bool, seed: int) -> tu
     options = {"l2": [1.0, 0.1, 0.01]} if protocol == "logistic" else {"grid": [(1e-2, 0.0), (3e-2, 0.05)]}
     x_key = "l2" if protocol == "logistic" else "epoch"
     result, curves = {"dataset": dataset, "percent": percent, "protocol": protocol}, {}
+    groups = [f"track{i // 2}" for i in range(90)]  # two clips per track, as the probe stage's tracks
+    scored = {}
     for k, method in enumerate(METHODS):
-        _, metrics, history = probe_splits(x + 0.5 * k * torch.randn(90, 6, generator=g), rows, splits, labels, multilabel,
-                                           fraction=percent / 100, config=ProbeConfig(epochs=4, warmup_epochs=1),
-                                           knn=True, **options)
+        fit, metrics, scored[method], _ = score_test_split(
+            x + 0.5 * k * torch.randn(90, 6, generator=g), rows, splits, groups, labels, multilabel,
+            fraction=percent / 100, config=ProbeConfig(epochs=4, warmup_epochs=1), knn=True, n_resamples=50, **options)
         result[method] = metrics
-        for row in history:
+        for row in fit.history:
             curves.setdefault(row[x_key], {x_key: float(row[x_key])})[method] = row["pr_auc" if multilabel else "top1"]
+    result.update(comparisons(scored, [g for g, s in zip(groups, splits) if s == "test"], n_resamples=50))
     return result, curves
+
+
+def _cv_result() -> dict:
+    """A cv stage's metrics JSON, from real cross-validation on blobs."""
+    g = torch.Generator().manual_seed(7)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 6, generator=g)
+    x[:, :3] += 2 * torch.nn.functional.one_hot(y, 3)
+    rows = [("abc"[i],) for i in y.tolist()]
+    groups = [f"{'abc'[c]}-{i // 6}" for i, c in enumerate(y.tolist())]
+    embeddings = {"s3t": x, "random_init": torch.randn(60, 6, generator=g), "handcrafted": x + torch.randn(60, 6, generator=g)}
+    return {"dataset": "corpus", **cross_validated_rows(embeddings, rows, groups, ["a", "b", "c"], folds=3, n_resamples=50,
+                                                        l2=[1.0, 0.1])}
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +80,15 @@ def report(tmp_path_factory):
         g = torch.Generator().manual_seed(i)
         figs.embedding_map = [(float(a), float(b), "abc"[k % 3], "test" if k % 5 == 0 else "train")
                               for k, (a, b) in enumerate(torch.randn(40 + i, 2, generator=g).tolist())]
+    (root / "metrics" / "corpus" / "cv.json").write_text(json.dumps(_cv_result(), indent=2))
+    evaluations = {"corpus/cv.json": json.loads((root / "metrics" / "corpus" / "cv.json").read_text())}
     history = [{"epoch": float(e), "step": float(10 * e), "loss": 5.0 - 0.1 * e, "lr": 1e-3 * min(1, (e + 1) / 3)}
                for e in range(12)]
     data = ReportData(
         results=results, backbone="swin_t", preprocessor="time_folding", history=history, datasets=figures,
         validation={"features_corpus": {"success": True, "failed": [], "results": [{}] * 7}, "augmentations": False},
         params="seed: 0\npretrain:\n  epochs: 12\n", revision="abc1234-dirty", model_card="# models/pretrained.pt\n",
+        evaluations=evaluations,
     )
     page = root / "index.html"
     page.write_text(build_report(data), encoding="utf-8")
@@ -90,12 +110,19 @@ def test_page_is_self_contained_and_shows_every_table_value_with_its_source(repo
         assert f'id="{fig}"' in text
     cells = re.findall(r'data-value="([^"]+)" data-source="([^"]+)">([^<]+)<', text)
     assert len(cells) > 40
+    intervals = 0
     for value, source, shown in cells:
         file, *keys = json.loads(source.replace("&quot;", '"'))
-        expected = json.loads((root / "metrics" / file).read_text())
+        parent = expected = json.loads((root / "metrics" / file).read_text())
         for key in keys:
-            expected = expected[key]
-        assert float(value) == expected and shown.startswith(f"{100 * expected:.1f}")
+            parent, expected = expected, expected[key]
+        assert float(value) == expected and shown.lstrip("+").startswith(f"{100 * expected:.1f}")
+        if "[" in shown:  # the interval shown is the file's, in whole percent
+            low, high = (100 * parent[f"{keys[-1]}_{end}"] for end in ("low", "high"))
+            assert f"[{low:.0f}, {high:.0f}]" in shown
+            intervals += 1
+    assert intervals > 30 and any(json.loads(s.replace("&quot;", '"'))[0] == "corpus/cv.json" for _, s, _ in cells)
+    assert any("s3t_minus_random_init" in s for _, s, _ in cells)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install -y chromium)")
