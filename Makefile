@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install params run test browser bench clean prefect-server serve
+.PHONY: install params run test browser bench clean prefect-server serve docs study
 
 install: $(STAMP)
 
@@ -52,6 +52,16 @@ prefect-server: install
 # Serve the s3t/full deployment to that server (one run at a time).
 serve: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" PREFECT_API_URL=http://127.0.0.1:4200/api DO_NOT_TRACK=1 $(BIN)/python flows/serve.py
+
+# README's results block and docs/research.md, from metrics/ and the committed study exports.
+docs: install
+	$(BIN)/python docs/generate.py
+
+# A study of docs/studies/ as DVC experiments (one per setting and seed), then its export and docs/research.md:
+# make study STUDY=recipe
+study: install
+	@test -n "$(STUDY)" || { echo "make study STUDY=<name of docs/studies/<name>.yaml>"; exit 2; }
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python docs/study.py run $(STUDY)
 
 bench: install
 	$(BIN)/python bench/bench_cqt.py

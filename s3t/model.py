@@ -22,7 +22,7 @@ and unit variance over its valid frames before augmentation. This removes the re
 gain (which says nothing about genre) and makes 0.0 the clip mean, the natural fill value
 for masking and shifting. It also hides the clip's level, which the hand-crafted statistics
 keep; pre-training under one dataset-level map instead scored no better on music the encoder
-never heard and worse on the task's folds (``bench/input_level.py``, README).
+never heard and worse on the task's folds in the earlier study (README.md at 18674ae).
 """
 
 from __future__ import annotations

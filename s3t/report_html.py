@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from s3t.bootstrap import format_interval
 from s3t.report import INTRO, METHOD_KEYS, Evaluations, Results, Table, evaluation_tables, paper_tables, run_tables
 
 METHOD_NAMES = {key: name for name, key in METHOD_KEYS.items()}
@@ -314,10 +315,11 @@ def _headline(data: ReportData) -> str:
         result = by_percent[top]
         metric = "top1" if "top1" in result.get("s3t", {}) else "pr_auc"
         for key in ("s3t", "random_init"):
-            value = result.get(key, {}).get(metric)
-            if value is not None:
-                cards.append(f'<div class="card"><div class="v">{100 * value:.1f}%</div><div class="k">{_e(METHOD_NAMES[key])}, '
-                             f"{_e(d)} test {_e(METRIC_NAMES[metric])}, {top}% labels</div></div>")
+            row = result.get(key, {})
+            if row.get(metric) is not None:
+                shown = format_interval(row[metric], row.get(f"{metric}_low", float("nan")), row.get(f"{metric}_high", float("nan")))
+                cards.append(f'<div class="card"><div class="v">{_e(shown)} %</div><div class="k">{_e(METHOD_NAMES[key])}, '
+                             f"{_e(d)} test {_e(METRIC_NAMES[metric])} [95 % interval], {top}% labels</div></div>")
     if data.history:
         last = data.history[-1]
         cards.append(f'<div class="card"><div class="v">{last["loss"]:.3f}</div><div class="k">final pre-training loss '

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -10,7 +11,10 @@ from typing import Any
 import torch
 import yaml
 
+from s3t.manifest import dataset_recordings
+from s3t.probe import ProbeConfig, lr_wd_grid, protocol_options
 from s3t.shards import UNLABELED  # data/raw/<dataset>/unlabeled/: pre-training-only audio beside a labeled manifest
+from s3t.shards import FeatureStore, clip_recordings
 
 ROOT = Path(__file__).resolve().parent.parent
 RAW = ROOT / "data" / "raw"
@@ -24,7 +28,7 @@ WORK = ROOT / "work"  # resumable in-progress state, outside DVC's outputs
 # The labeled datasets and the one unlabeled source; `corpus` is the bundled generated corpus.
 LABELED = ("corpus", "soundtracks", "gtzan", "fma_small", "mtat")
 # Manifest columns that group clips (no group in two splits, no test group in pre-training; checked by validate).
-GROUP_COLUMNS = {"soundtracks": "track"}
+GROUP_COLUMNS = {"soundtracks": "track", "transfer": "track"}
 # The rows every probe metrics file holds side by side (embed/supervised write their embeddings).
 METHODS = ("s3t", "random_init", "supervised", "handcrafted")
 
@@ -38,6 +42,39 @@ def params(*sections: str) -> dict[str, Any] | tuple[dict[str, Any], ...]:
         raise SystemExit(f"params.yaml has no section {missing}; regenerate it with `make params`")
     values = tuple(data[s] for s in sections)
     return values[0] if len(values) == 1 else values
+
+
+def tracks(dataset: str, ids: list[str]) -> list[str]:
+    """The track of each clip of data/features/<dataset> (the dataset folder's tables; a clip of a
+    dataset without them is its own track), checked against the embeddings' clip ``ids``."""
+    store = FeatureStore(FEATURES / dataset)
+    if list(store.clip_ids) != list(ids):
+        raise SystemExit(f"data/embeddings/{dataset} does not hold the clips of data/features/{dataset}; run `dvc repro`")
+    return clip_recordings(store, dataset_recordings(RAW / dataset), root=ROOT)
+
+
+def probe_protocol(section: dict, dataset: str, seed: int) -> tuple[ProbeConfig, dict]:
+    """The probe's config and :func:`s3t.probe.fit_splits`'s protocol keywords from params.yaml's
+    `probe` section (the paper's lr and batch size per dataset, those of `corpus` for other datasets)."""
+    lr, batch_size = section["lr"], section["batch_size"]
+    config = ProbeConfig(
+        epochs=section["epochs"], batch_size=batch_size.get(dataset, batch_size["corpus"]), lr=lr.get(dataset, lr["corpus"]),
+        weight_decay=section["weight_decay"], warmup_epochs=section["warmup_epochs"], seed=seed,
+    )
+    try:
+        options = protocol_options(
+            section["protocol"], grid=lr_wd_grid(section["grid"]["lr"], section["grid"]["weight_decay"]), l2=section["l2"])
+    except ValueError as err:
+        raise SystemExit(f"params.yaml probe: {err}") from None
+    return config, options
+
+
+def write_json(path: Path, data: dict) -> None:
+    """``data`` as indented JSON at ``path``, atomically (a metrics file is whole or absent)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def device() -> torch.device:

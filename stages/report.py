@@ -25,12 +25,15 @@ from s3t.report_html import DatasetFigures, ReportData, build_report
 
 def main() -> None:
     log = logger("report")
-    eval_datasets, probe, backbone, preprocessor = params("eval_datasets", "probe", "backbone", "preprocessor")
+    eval_datasets, cv_datasets, transfer_datasets, probe, backbone, preprocessor = params(
+        "eval_datasets", "cv_datasets", "transfer_datasets", "probe", "backbone", "preprocessor")
     results = {
         d: {p: json.loads((METRICS / d / f"probe_{p}.json").read_text()) for p in probe["fractions"]} for d in eval_datasets
     }
+    evaluations = {f"{d}/cv.json": json.loads((METRICS / d / "cv.json").read_text()) for d in [*cv_datasets, *transfer_datasets]}
     REPORTS.mkdir(exist_ok=True)
-    (REPORTS / "tables.md").write_text(render_tables(results, backbone=backbone["name"], preprocessor=preprocessor["name"]) + "\n")
+    (REPORTS / "tables.md").write_text(render_tables(results, backbone=backbone["name"], preprocessor=preprocessor["name"],
+                                                     evaluations=evaluations) + "\n")
 
     rows = []
     for d, by_percent in results.items():
@@ -72,7 +75,7 @@ def main() -> None:
         results=results, backbone=backbone["name"], preprocessor=preprocessor["name"],
         history=_read_csv(REPORTS / "pretrain" / "history.csv"), datasets=figures, validation=_validation(),
         params=(ROOT / "params.yaml").read_text(encoding="utf-8"), revision=_revision(),
-        model_card=card.read_text(encoding="utf-8") if card.is_file() else "",
+        model_card=card.read_text(encoding="utf-8") if card.is_file() else "", evaluations=evaluations,
     )
     tmp = REPORTS / "index.html.tmp"
     tmp.write_text(build_report(data), encoding="utf-8")

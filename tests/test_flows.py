@@ -215,6 +215,7 @@ TINY = [
     "pretrain.epochs=1", "pretrain.batch_size=4", "pretrain.K=8", "pretrain.warmup_epochs=0",
     "supervised.epochs=1", "supervised.batch_size=4", "supervised.warmup_epochs=0",
     "probe.epochs=2", "probe.warmup_epochs=0", "validate.augment_draws=200", "corpus.workers=1", "featurize.workers=1",
+    "evaluation.folds=3", "evaluation.resamples=100",
 ]
 # Pipeline products and local state that a fresh copy must not inherit.
 NOT_COPIED = {".git", ".venv", "data", "models", "work", "metrics", "reports", "dvc.lock", ".pytest_cache",

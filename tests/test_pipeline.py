@@ -29,7 +29,7 @@ TINY = [
     "featurize.workers=0", "featurize.clips_per_shard=8",
     "pretrain.epochs=3", "pretrain.batch_size=4", "pretrain.K=8", "pretrain.warmup_epochs=1",
     "supervised.epochs=1", "supervised.batch_size=4", "supervised.warmup_epochs=0",
-    "probe.epochs=3", "probe.warmup_epochs=1", "probe.fractions=[100,50]", "probe.batch_size.corpus=8",
+    "probe.epochs=3", "probe.warmup_epochs=1", "probe.fractions=[100,50]", "probe.batch_size.corpus=8", "evaluation.resamples=100",
     "validate.augment_draws=1000",
 ]
 

@@ -157,7 +157,7 @@ def test_page_renders_in_headless_chromium_with_every_figure_and_the_metrics_val
                 value = json.loads((root / "metrics" / file).read_text())
                 for key in keys:
                     value = value[key]
-                assert shown.split(" ")[0] == f"{100 * value:.1f}", (source, shown)
+                assert shown.split(" ")[0].lstrip("+") == f"{100 * value:.1f}", (source, shown)
 
             # Figures: label-efficiency points, confusion counts, per-tag bars and map dots match their data.
             points = page.locator("#fig-label-efficiency-gtzan circle.point").evaluate_all(

@@ -17,7 +17,8 @@ import yaml
 
 from s3t.datasets.download import ChecksumError, DownloadError, UnsafeArchiveError
 from s3t.datasets.soundtracks import (
-    PACKAGES, IndexEntry, clip_plan, fetch_soundtracks, make_clips, read_index, soundtracks_available, split_tracks,
+    PACKAGES, TRANSFER_PACKAGES, IndexEntry, clip_plan, fetch_soundtracks, make_clips, pretraining_entries, read_index,
+    soundtracks_available, split_tracks, transfer_entries, transfer_plan,
 )
 from s3t.manifest import read_manifest
 from tests.conftest import tone
@@ -295,3 +296,62 @@ def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
     chosen = yaml.safe_load((root / "params.yaml").read_text())["soundtracks"]["pretraining_packages"]
     packages = len({e.package for e in read_index(pretraining_packages=chosen)})
     assert done.returncode == 0 and f"apt-get can fetch {packages} package(s)" in done.stdout
+
+
+# ----------------------------------------------------------------------------- the transfer task
+
+
+def test_the_transfer_packages_are_never_in_the_pretraining_pool():
+    pool = {e.package for e in pretraining_entries(True, TRANSFER_PACKAGES)}
+    assert pool and not pool & set(TRANSFER_PACKAGES)
+    assert {"naev-data", "widelands-data", "asc-music"} <= pool  # the other pre-training-only packages stay
+    assert {e.package for e in pretraining_entries(False, TRANSFER_PACKAGES)} == {p for p in PACKAGES if PACKAGES[p].label}
+    task = transfer_entries(TRANSFER_PACKAGES)
+    assert {e.package for e in task} == set(TRANSFER_PACKAGES) and all(e.split == "" for e in task)
+    # Each default package has enough tracks for 5 folds by track.
+    assert min(collections.Counter(e.package for e in task).values()) >= 10
+    with pytest.raises(ValueError, match="task's classes"):
+        transfer_entries(["flare-game", "hedgewars-data"])
+    with pytest.raises(ValueError, match="not in the soundtracks index"):
+        transfer_entries(["flare-game", "no-such-package"])
+    with pytest.raises(ValueError, match="at least two packages"):
+        transfer_entries(["flare-game"])
+
+
+def test_transfer_plan_caps_clips_per_track_and_splits_each_package_by_track():
+    entries = transfer_entries(TRANSFER_PACKAGES)
+    plan = transfer_plan(entries, 30.0, clips_per_track=6)
+    per_track = collections.Counter(c.entry.track for c in plan)
+    assert max(per_track.values()) == 6 and set(per_track) == {e.track for e in entries}
+    for e in entries:
+        clips = sorted((c for c in plan if c.entry.track == e.track), key=lambda c: c.start_s)
+        assert len(clips) == min(6, max(1, int(e.duration_s // 30)))
+        assert all(b.start_s >= a.end_s for a, b in zip(clips, clips[1:]))  # disjoint
+        assert all(0 <= c.start_s and c.end_s <= e.duration_s for c in clips)
+        assert len({c.split for c in clips}) == 1  # a track's clips share a split
+    for package in TRANSFER_PACKAGES:
+        splits = collections.Counter(c.split for c in {(c.entry.track, c.split): c for c in plan
+                                                        if c.entry.package == package}.values())
+        assert splits["test"] >= 2 and splits["valid"] >= 2 and splits["train"] >= 6
+    uncapped = transfer_plan(entries, 30.0, clips_per_track=None)
+    assert len(uncapped) > len(plan)
+    with pytest.raises(ValueError, match="clips_per_track"):
+        transfer_plan(entries, 30.0, clips_per_track=0)
+
+
+def test_make_clips_of_a_transfer_plan_labels_clips_by_package(tmp_path, package):
+    import shutil
+
+    files, entries = package
+    _place(tmp_path, files)
+    fetch_soundtracks(tmp_path, entries, apt_get=None)
+    # The same tracks as a package without a class (flare-game): its clips are labelled by the package's name.
+    shutil.copytree(tmp_path / "tracks" / "singularity-music", tmp_path / "tracks" / "flare-game")
+    unlabelled = [IndexEntry(**{**e.__dict__, "package": "flare-game", "split": ""}) for e in entries]
+    plan = transfer_plan(unlabelled, 2.0, clips_per_track=2)
+    make_clips(tmp_path, unlabelled, clip_seconds=2.0, workers=0, plan=plan)
+    rows = read_manifest(tmp_path / "manifest.csv", group_column="track")
+    assert len(rows) == len(plan) == 2 + 2 + 2 + 1  # 7, 6, 4 s: two clips each; 3 s: one
+    assert {r.labels for r in rows} == {("flare-game",)}
+    assert {r.split for r in rows} <= {"train", "valid", "test"}
+    assert not (tmp_path / "unlabeled.csv").read_text().splitlines()[1:]

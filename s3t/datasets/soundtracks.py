@@ -54,6 +54,17 @@ Choices where nothing prescribes one (documented, tested):
   piece shorter than half a clip (15 s) is dropped.
 * Clips are written as 22.05 kHz mono FLAC (the paper's rate, lossless), so featurizing them
   decodes no Vorbis and resamples nothing.
+
+**The transfer task** (:func:`transfer_plan`, the pipeline's ``transfer`` dataset): music the
+encoder never heard, labelled by package, scored by cross-validation by track
+(:mod:`s3t.evaluation`). Its packages (``transfer.packages``, by default three of the
+pre-training-only ones: flare-game, marsshooter-data, pushover-data, 223 MB, 32 tracks, 1 h 58 min)
+are taken out of the pre-training pool even with ``soundtracks.pretraining_packages``
+(:func:`pretraining_entries`). Up to ``clips_per_track`` disjoint clips per track, evenly spread
+(as the task's), so long tracks do not outweigh short ones; each track's split is dealt per
+package in sha256 order (3 train, 1 valid, 1 test of every 5), so the set is also an ordinary
+labelled dataset. Chosen for the download that :command:`make run` can afford (the six packages are
+964 MB), with at least 10 tracks per package for 5 folds.
 """
 
 from __future__ import annotations
@@ -76,6 +87,7 @@ from s3t.datasets.download import DOWNLOADS_DIR, ChecksumError, DownloadError
 __all__ = [
     "INDEX_COLUMNS",
     "PACKAGES",
+    "TRANSFER_PACKAGES",
     "Clip",
     "IndexEntry",
     "SoundtrackPackage",
@@ -83,9 +95,12 @@ __all__ = [
     "fetch_soundtracks",
     "index_package",
     "make_clips",
+    "pretraining_entries",
     "read_index",
     "soundtracks_available",
     "split_tracks",
+    "transfer_entries",
+    "transfer_plan",
     "write_credits",
     "write_index",
 ]
@@ -287,6 +302,63 @@ def split_tracks(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
         for i, e in enumerate(task):
             splits[e.track] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
     return [IndexEntry(**{**e.__dict__, "split": splits.get(e.track, "")}) for e in entries]
+
+
+TRANSFER_PACKAGES = ("flare-game", "marsshooter-data", "pushover-data")
+"""The transfer task's packages in the default pipeline (``transfer.packages``)."""
+
+
+def transfer_entries(packages: Sequence[str], path: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
+    """The index entries of the transfer task's ``packages``, which must be packages of the index
+    without a class (a task package's music is pre-training audio and task clips already).
+
+    Raises:
+        ValueError: an unknown package, a task package, or fewer than two packages (one class).
+    """
+    entries = read_index(path)
+    known = {e.package for e in entries}
+    unknown = sorted(set(packages) - known)
+    if unknown:
+        raise ValueError(f"transfer.packages names {unknown}, not in the soundtracks index; choose among "
+                         f"{sorted(p for p in known if not (p in PACKAGES and PACKAGES[p].label))}")
+    labelled = sorted(p for p in packages if p in PACKAGES and PACKAGES[p].label)
+    if labelled:
+        raise ValueError(f"transfer.packages names {labelled}, which are the task's classes (heard in pre-training)")
+    if len(set(packages)) < 2:
+        raise ValueError(f"the transfer task needs at least two packages (classes), got {list(packages)}")
+    return [e for e in entries if e.package in set(packages)]
+
+
+def pretraining_entries(pretraining_packages: bool, transfer_packages: Sequence[str],
+                        path: str | os.PathLike[str] | None = None) -> list[IndexEntry]:
+    """The soundtracks dataset's entries (:func:`read_index`) without the transfer task's packages,
+    so that no encoder pre-trained here has heard the music it is scored on by transfer."""
+    return [e for e in read_index(path, pretraining_packages=pretraining_packages) if e.package not in set(transfer_packages)]
+
+
+def transfer_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECONDS,
+                  clips_per_track: int | None = 6) -> list[Clip]:
+    """The transfer task's clips (see the module docstring): per track, ``n = min(clips_per_track,
+    duration // clip_seconds)`` (at least 1; None: no cap) disjoint clips with equal gaps, in the
+    track's split."""
+    if clips_per_track is not None and clips_per_track < 1:
+        raise ValueError(f"clips_per_track must be >= 1 or null, got {clips_per_track}")
+    split_of: dict[str, str] = {}
+    for package in sorted({e.package for e in entries}):
+        tracks = sorted((e for e in entries if e.package == package), key=lambda e: e.sha256)
+        for i, e in enumerate(tracks):
+            split_of[e.track] = ("train", "train", "train", "valid", "test")[i % 5]
+    clips = []
+    for e in entries:
+        d, stem = e.duration_s, f"{e.package}--{_slug(e.title)}"
+        n = max(1, int(d // clip_seconds))
+        n = n if clips_per_track is None else min(n, clips_per_track)
+        spare = max(0.0, d - n * clip_seconds)
+        for i in range(n):
+            start = round(i * clip_seconds + spare * (i + 0.5) / n, 3)
+            end = min(d, start + clip_seconds)
+            clips.append(Clip(e, f"clips/{e.package}/{stem}--{_span(start, end)}.flac", start, end, split_of[e.track]))
+    return clips
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -579,9 +651,12 @@ def make_clips(
     clip_seconds: float = CLIP_SECONDS,
     sample_rate: int = 22050,
     workers: int = 2,
+    plan: Sequence[Clip] | None = None,
 ) -> dict[str, object]:
-    """Cut the verified tracks in ``<root>/tracks/`` into the clips of :func:`clip_plan`, and
-    write ``manifest.csv`` (the task, group column ``track``) and ``unlabeled.csv``.
+    """Cut the verified tracks in ``<root>/tracks/`` into the clips of :func:`clip_plan` (or of
+    ``plan``, e.g. :func:`transfer_plan`'s), and write ``manifest.csv`` (the task, group column
+    ``track``; a clip's label is its package's class, or the package's name where it has none) and
+    ``unlabeled.csv``.
 
     Clips already on disk are kept (they are written atomically, so one that exists is whole);
     files under ``clips/`` and ``unlabeled/`` that the plan does not name are removed, so a
@@ -600,7 +675,7 @@ def make_clips(
     entries = read_index() if entries is None else list(entries)
     root = Path(root).resolve()
     start = time.perf_counter()
-    plan = clip_plan(entries, clip_seconds)
+    plan = clip_plan(entries, clip_seconds) if plan is None else list(plan)
     wanted = {str(root / c.path) for c in plan}
     for folder in ("clips", "unlabeled"):
         for path in (root / folder).rglob("*") if (root / folder).is_dir() else ():
@@ -621,7 +696,7 @@ def make_clips(
         raise DownloadError("could not decode verified tracks (is libsndfile built with Vorbis?):\n  " + "\n  ".join(failed))
 
     task = [c for c in plan if c.split != "unlabeled"]
-    rows = [ManifestRow(path=str(root / c.path), labels=(PACKAGES[c.entry.package].label,), split=c.split, group=c.entry.track)
+    rows = [ManifestRow(path=str(root / c.path), labels=(_clip_prefix(c.entry.package),), split=c.split, group=c.entry.track)
             for c in task]
     write_manifest(rows, root / "manifest.csv", group_column="track",
                    extra={"start_s": [f"{c.start_s:g}" for c in task], "end_s": [f"{c.end_s:g}" for c in task]})

@@ -1,0 +1,106 @@
+"""Write the generated parts of the documentation from the pipeline's outputs: README.md's results
+(between its `<!-- BEGIN generated results -->` and `<!-- END generated results -->` lines, from
+metrics/ and params.yaml) and docs/research.md (from the studies' committed exports,
+docs/studies/<name>.json; see docs/study.py).
+
+    python docs/generate.py           # rewrite both
+    python docs/generate.py --check   # exit 1 when either differs from what the files give (make test checks it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from s3t.report import evaluation_tables, markdown_table, run_tables
+from s3t.study import Study, default_columns, study_table
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN, END = "<!-- BEGIN generated results -->", "<!-- END generated results -->"
+
+
+def results_block(root: Path = ROOT) -> str:
+    """README's results: this run's tables with intervals, from metrics/ (the datasets params.yaml names)."""
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    metrics = root / "metrics"
+    results = {d: {p: json.loads((metrics / d / f"probe_{p}.json").read_text()) for p in params["probe"]["fractions"]
+                   if (metrics / d / f"probe_{p}.json").is_file()} for d in params["eval_datasets"]}
+    evaluations = {f"{d}/cv.json": json.loads((metrics / d / "cv.json").read_text())
+                   for d in [*params.get("cv_datasets", []), *params.get("transfer_datasets", [])]
+                   if (metrics / d / "cv.json").is_file()}
+    tables = run_tables({d: r for d, r in results.items() if r}, backbone=params["backbone"]["name"],
+                        preprocessor=params["preprocessor"]["name"]) + evaluation_tables(evaluations)
+    out = [BEGIN, "<!-- python docs/generate.py writes this block from metrics/*.json; edit those, not this -->", ""]
+    for table in tables:
+        out += [f"**{table.title}** (`metrics/{_files(table)}`)", "",
+                markdown_table(table.header, [[c.text for c in row] for row in table.rows]), ""]
+    return "\n".join(out + [END])
+
+
+def _files(table) -> str:
+    sources = sorted({c.source[0] for row in table.rows for c in row if c.source})
+    return ", ".join(sources) if len(sources) < 3 else f"{sources[0].split('/')[0]}/*.json"
+
+
+RESEARCH_INTRO = """# Research record (generated)
+
+Written by `python docs/generate.py` from the committed exports in `docs/studies/`; do not edit.
+Each study is a set of settings, each pre-trained at several seeds as a DVC experiment
+(`python docs/study.py run <name>`, which runs `dvc exp run -n <study>--<setting>--seed<N> -S ...` for
+every setting and seed and exports what `dvc exp show --json` holds of them to
+`docs/studies/<name>.json`). Scores are read on the folds (cross-validation by track over the
+soundtracks' train + valid clips, `metrics/soundtracks/cv.json`) and on the transfer task (packages
+pre-training never heard, `metrics/transfer/cv.json`), never on a test split. Each cell: the mean
+over seeds in %, in brackets the mean of the runs' 95 % bootstrap bounds (the uncertainty of one
+run over the scored tracks), in parentheses the range over seeds (what pre-training's randomness
+moves). A setting moves a score when its mean leaves the default's bracket.
+"""
+
+
+def research_page(root: Path = ROOT) -> str:
+    out = [RESEARCH_INTRO]
+    for path in sorted((root / "docs" / "studies").glob("*.yaml")):
+        study = Study.from_dict(path.stem, yaml.safe_load(path.read_text(encoding="utf-8")))
+        out += [f"## {study.title}", "", f"`python docs/study.py run {study.name}` (settings and seeds: "
+                f"`docs/studies/{path.name}`); export: `docs/studies/{study.name}.json`.", ""]
+        export = path.with_suffix(".json")
+        if not export.is_file():
+            out += ["Not run: no export yet.", ""]
+            continue
+        header, rows = study_table(json.loads(export.read_text()), default_columns())
+        settings = "\n".join(f"- {name}: {' '.join(f'`{o}`' for o in overrides) or 'the pipeline default'}"
+                             for name, overrides in study.settings.items())
+        out += [markdown_table(header, rows), "", settings, ""]
+    return "\n".join(out)
+
+
+def readme_text(root: Path = ROOT) -> str:
+    text = (root / "README.md").read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"README.md has no {BEGIN} ... {END} block to write")
+    head, rest = text.split(BEGIN, 1)
+    return head + results_block(root) + rest.split(END, 1)[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only say whether the files are up to date")
+    args = parser.parse_args()
+    wanted = {ROOT / "README.md": readme_text(), ROOT / "docs" / "research.md": research_page()}
+    stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
+    if args.check:
+        if stale:
+            sys.exit(f"{', '.join(str(p.relative_to(ROOT)) for p in stale)} differ from what metrics/ and docs/studies/ "
+                     "give; run `python docs/generate.py`")
+        return
+    for path in stale:
+        path.write_text(wanted[path], encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
