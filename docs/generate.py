@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from s3t.report import evaluation_tables, markdown_table, run_tables
+from s3t.report import evaluation_tables, markdown_table, run_tables, verdicts
 from s3t.study import Study, default_columns, study_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +34,9 @@ def results_block(root: Path = ROOT) -> str:
                    if (metrics / d / "cv.json").is_file()}
     tables = run_tables({d: r for d, r in results.items() if r}, backbone=params["backbone"]["name"],
                         preprocessor=params["preprocessor"]["name"]) + evaluation_tables(evaluations)
-    out = [BEGIN, "<!-- python docs/generate.py writes this block from metrics/*.json; edit those, not this -->", ""]
+    out = [BEGIN, "<!-- python docs/generate.py writes this block from metrics/*.json; edit those, not this -->", "",
+           "What the paired intervals say (top-1, S3T minus each baseline, in points):", ""]
+    out += [f"- {line}" for line in verdicts({d: r for d, r in results.items() if r}, evaluations)] + [""]
     for table in tables:
         out += [f"**{table.title}** (`metrics/{_files(table)}`)", "",
                 markdown_table(table.header, [[c.text for c in row] for row in table.rows]), ""]

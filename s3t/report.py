@@ -212,6 +212,31 @@ def evaluation_tables(evaluations: Evaluations) -> list[Table]:
     return tables
 
 
+def verdicts(results: Results, evaluations: Evaluations) -> list[str]:
+    """One sentence per paired difference a target reads (the test split at the most labels, the folds, the
+    transfer task): its value and interval, and whether the interval excludes 0 (S3T above or below the
+    baseline) or holds it (not told apart at this size)."""
+    where = []
+    for dataset, by_percent in sorted(results.items()):
+        top = max(by_percent)
+        where.append((f"{dataset} test split, {top} % labels", f"{dataset}/probe_{top}.json", by_percent[top]))
+    for file, data in sorted(evaluations.items()):
+        name = f"transfer task ({file})" if "packages" in data else f"{data.get('dataset', file)} folds"
+        where.append((name, file, data))
+    out = []
+    for label, file, data in where:
+        for key, name in DIFFERENCE_NAMES.items():
+            row = data.get(key, {})
+            if "top1_low" not in row:
+                continue
+            low, high = row["top1_low"], row["top1_high"]
+            side = ("S3T above, the interval excludes 0" if low > 0 else "S3T below, the interval excludes 0" if high < 0
+                    else "not told apart: the interval holds 0")
+            cell = _value(data, file, key, "top1", signed=True).text
+            out.append(f"{name}, {label}: {cell} points; {side}.")
+    return out
+
+
 def render_tables(results: Results, *, backbone: str, preprocessor: str, evaluations: Evaluations | None = None) -> str:
     """Markdown with the paper's Tables 1-4, the paper's value beside this run's in every cell group,
     this run's own tables and the cross-validated ones (``evaluations``)."""

@@ -57,12 +57,16 @@ def test_command_line_backbone_wins_over_the_paper_scale(tmp_path):
 
 def test_data_group_defaults_to_the_soundtracks_and_falls_back_to_the_corpus(tmp_path):
     p = _compose(tmp_path, [])
-    assert (p["datasets"], p["eval_datasets"]) == (["soundtracks"], ["soundtracks"])
+    assert (p["datasets"], p["eval_datasets"]) == (["soundtracks", "transfer"], ["soundtracks"])
+    assert (p["cv_datasets"], p["transfer_datasets"]) == (["soundtracks"], ["transfer"])
     assert (p["pretrain"]["dataset"], p["pretrain"]["splits"]) == ("soundtracks", ["unlabeled"])
     p = _compose(tmp_path, ["data=corpus"])
     assert (p["datasets"], p["pretrain"]["dataset"], p["pretrain"]["splits"]) == (["corpus"], "corpus", ["train", "valid"])
+    assert (p["cv_datasets"], p["transfer_datasets"]) == (["corpus"], [])  # no music kept out of the corpus
     p = _compose(tmp_path, ["scale=paper"])  # the paper's data wins over the default group
     assert p["pretrain"]["dataset"] == "unlabeled" and "soundtracks" not in p["datasets"]
+    # Every dataset a stage scores is one the pipeline downloads and featurizes.
+    assert set(p["cv_datasets"]) <= set(p["eval_datasets"]) <= set(p["datasets"]) and p["transfer_datasets"] == []
 
 
 def test_the_pipelines_probe_protocol_is_the_clis_default(tmp_path):

@@ -30,3 +30,19 @@ def test_pca_2d_finds_the_direction_of_largest_variance():
     xy = pca_2d(x)
     assert xy.shape == (200, 2)
     assert torch.corrcoef(torch.stack([xy[:, 0], x[:, 0]]))[0, 1].abs() > 0.99
+
+
+def test_verdicts_say_whether_each_paired_interval_excludes_zero():
+    from s3t.report import verdicts
+
+    results = {"soundtracks": {100: {"s3t_minus_random_init": {"top1": 0.05, "top1_low": 0.01, "top1_high": 0.1},
+                                     "s3t_minus_handcrafted": {"top1": 0.02, "top1_low": -0.05, "top1_high": 0.1}},
+                               10: {"s3t_minus_random_init": {"top1": 0.5, "top1_low": 0.4, "top1_high": 0.6}}}}
+    evaluations = {"transfer/cv.json": {"dataset": "transfer", "packages": ["a", "b"],
+                                        "s3t_minus_handcrafted": {"top1": -0.1, "top1_low": -0.2, "top1_high": -0.01}}}
+    lines = verdicts(results, evaluations)
+    assert lines == [
+        "S3T minus Random-Init, soundtracks test split, 100 % labels: +5.0 [1, 10] points; S3T above, the interval excludes 0.",
+        "S3T minus hand-crafted, soundtracks test split, 100 % labels: +2.0 [-5, 10] points; not told apart: the interval holds 0.",
+        "S3T minus hand-crafted, transfer task (transfer/cv.json): -10.0 [-20, -1] points; S3T below, the interval excludes 0.",
+    ]
