@@ -34,7 +34,7 @@ from s3t.audio import find_audio_files
 from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_replaceable, load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
 from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, load_embeddings, window_bounds
-from s3t.evaluation import cross_validated_rows, test_split_rows
+from s3t.evaluation import cross_validated_rows, rows_on_test_split
 from s3t.export import EmbeddingTable, companion, output_format, read_part, read_table, write_part, write_table
 from s3t.features import Rejected, featurize_files
 from s3t.handcrafted import handcrafted_embeddings
@@ -372,8 +372,8 @@ def _probe_baselines(args: argparse.Namespace) -> None:
             result["scope"] = "every clip of the manifest (its splits ignored)"
         else:
             try:
-                result = test_split_rows(x, reference.labels, reference.splits, groups, reference.label_set,
-                                         reference.multilabel, config=config, **options)
+                result = rows_on_test_split(x, reference.labels, reference.splits, groups, reference.label_set,
+                                            reference.multilabel, config=config, **options)
             except ValueError as err:
                 raise CLIError(f"{args.manifest}: {err}; give the manifest train, valid and test rows, or use --cv K") from None
         bar.update(len(x))

@@ -117,9 +117,9 @@ def comparisons(scored: dict[str, Scored], groups: Sequence[str], *, n_resamples
 # ----------------------------------------------------------------------------- the test split
 
 
-def score_test_split(x: torch.Tensor, label_rows: Sequence[Sequence[str]], splits: Sequence[str], groups: Sequence[str],
-               labels: Sequence[str], multilabel: bool, *, n_resamples: int = N_RESAMPLES, **probe_kwargs
-               ) -> tuple[SplitFit, dict, Scored, Scored | None]:
+def score_test_split(x: torch.Tensor, label_rows: Sequence[Sequence[str]], splits: Sequence[str],
+                     groups: Sequence[str], labels: Sequence[str], multilabel: bool, *, n_resamples: int = N_RESAMPLES,
+                     **probe_kwargs) -> tuple[SplitFit, dict, Scored, Scored | None]:
     """The paper's protocol (:func:`s3t.probe.fit_splits`, ``probe_kwargs`` passed on) with
     intervals: the fit, its result with each test score's bounds added (the probe's, and under
     "knn" the k-NN's), and the test rows' :class:`Scored` of the probe and of k-NN (None without
@@ -139,9 +139,9 @@ def score_test_split(x: torch.Tensor, label_rows: Sequence[Sequence[str]], split
     return fit, result, linear, knn
 
 
-def test_split_rows(embeddings: dict[str, torch.Tensor], label_rows: Sequence[Sequence[str]], splits: Sequence[str],
-                    groups: Sequence[str], labels: Sequence[str], multilabel: bool, *, n_resamples: int = N_RESAMPLES,
-                    **probe_kwargs) -> dict:
+def rows_on_test_split(embeddings: dict[str, torch.Tensor], label_rows: Sequence[Sequence[str]],
+                       splits: Sequence[str], groups: Sequence[str], labels: Sequence[str], multilabel: bool, *,
+                       n_resamples: int = N_RESAMPLES, **probe_kwargs) -> dict:
     """:func:`score_test_split` of every method's embeddings (name -> (N, D)) on the same splits, in the
     layout of :func:`cross_validated_rows`: {"n", "n_groups", "resamples", <method>: {scores and bounds,
     "knn": {...}}, "s3t_minus_random_init": ..., ...}, n counting the test rows."""
