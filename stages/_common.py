@@ -77,6 +77,14 @@ def write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def write_scores(log: logging.Logger, path: Path, result: dict) -> None:
+    """Log each row's top-1 and interval of an evaluation `result` (s3t.evaluation's layout), then write it."""
+    for method, row in result.items():
+        if isinstance(row, dict) and "top1_low" in row and "_minus_" not in method:
+            log.info("%s: top1 %.4f [%.4f, %.4f]", method, row["top1"], row["top1_low"], row["top1_high"])
+    write_json(path, result)
+
+
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -9,7 +9,7 @@ Supervised row is not scored here: its encoder learned the train split's labels 
 
 import sys
 
-from _common import EMBEDDINGS, METRICS, logger, params, probe_protocol, tracks, write_json
+from _common import EMBEDDINGS, METRICS, logger, params, probe_protocol, tracks, write_scores
 
 from s3t.checkpoint import load_checkpoint
 from s3t.embed import EmbeddingSet
@@ -31,10 +31,7 @@ def main(dataset: str) -> None:
     result = {"dataset": dataset, "protocol": section["protocol"], **cross_validated_rows(
         {m: s.embeddings[keep] for m, s in sets.items()}, [reference.labels[i] for i in keep], [groups[i] for i in keep],
         reference.label_set, folds=evaluation["folds"], n_resamples=evaluation["resamples"], config=config, **options)}
-    for method in CV_METHODS:
-        log.info("%s: top1 %.4f [%.4f, %.4f]", method, result[method]["top1"], result[method]["top1_low"],
-                 result[method]["top1_high"])
-    write_json(METRICS / dataset / "cv.json", result)
+    write_scores(log, METRICS / dataset / "cv.json", result)
 
 
 if __name__ == "__main__":

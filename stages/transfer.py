@@ -10,7 +10,7 @@ data/embeddings/<dataset>/."""
 
 import sys
 
-from _common import EMBEDDINGS, FEATURES, METRICS, MODELS, device, logger, params, probe_protocol, tracks, write_json
+from _common import EMBEDDINGS, FEATURES, METRICS, MODELS, device, logger, params, probe_protocol, tracks, write_scores
 
 from s3t.checkpoint import save_checkpoint
 from s3t.embed import embed_labeled
@@ -43,10 +43,7 @@ def main(dataset: str) -> None:
     result = {"dataset": dataset, "protocol": section["protocol"], "packages": label_set, **cross_validated_rows(
         x, store.labels, tracks(dataset, emb.ids), label_set, folds=evaluation["folds"],
         n_resamples=evaluation["resamples"], config=config, **options)}
-    for method in x:
-        log.info("%s: top1 %.4f [%.4f, %.4f]", method, result[method]["top1"], result[method]["top1_low"],
-                 result[method]["top1_high"])
-    write_json(METRICS / dataset / "cv.json", result)
+    write_scores(log, METRICS / dataset / "cv.json", result)
 
 
 if __name__ == "__main__":

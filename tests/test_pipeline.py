@@ -77,10 +77,15 @@ def reference(tmp_path_factory) -> Path:
 
 def test_pipeline_runs_and_a_second_repro_does_nothing(reference):
     metrics = _metrics(reference)
-    assert set(metrics) == {"metrics/corpus/probe_100.json", "metrics/corpus/probe_50.json"}
-    for result in metrics.values():
-        for method in ("s3t", "random_init", "supervised"):
-            assert 0.0 <= result[method]["top1"] <= 1.0 and result[method]["n_test"] > 0
+    assert set(metrics) == {"metrics/corpus/probe_100.json", "metrics/corpus/probe_50.json", "metrics/corpus/cv.json"}
+    for name in ("metrics/corpus/probe_100.json", "metrics/corpus/probe_50.json"):
+        for method in ("s3t", "random_init", "supervised", "handcrafted"):
+            row = metrics[name][method]
+            assert 0.0 <= row["top1_low"] <= row["top1"] <= row["top1_high"] <= 1.0 and row["n_test"] > 0
+        assert {"s3t_minus_random_init", "s3t_minus_handcrafted"} <= set(metrics[name])
+    cv = metrics["metrics/corpus/cv.json"]  # every train + valid clip scored once, with intervals
+    assert cv["n"] == sum(metrics["metrics/corpus/probe_100.json"]["s3t"][k] for k in ("n_train", "n_valid"))
+    assert cv["s3t"]["top1_low"] <= cv["s3t"]["top1"] <= cv["s3t"]["top1_high"] and "supervised" not in cv
     assert "| Method |" in (reference / "reports" / "tables.md").read_text()
     assert (reference / "models" / "pretrained.pt").is_file()
     card = (reference / "models" / "pretrained.md").read_text()
@@ -125,9 +130,12 @@ def test_experiment_with_frequency_tiling_shows_in_metrics_diff(reference):
     _run([str(BIN / "dvc"), "exp", "run", "-n", "tiling", *sets], reference)
     assert "frequency_tiling" in (reference / "params.yaml").read_text()
     out = _run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json"], reference)
-    diff = json.loads(out[out.index("{"):])["metrics/corpus/probe_100.json"]
-    assert {"s3t.top1", "random_init.top1", "supervised.top1"} <= set(diff)
+    diffs = json.loads(out[out.index("{"):])
+    diff = diffs["metrics/corpus/probe_100.json"]
+    assert {"s3t.top1", "s3t.top1_low", "random_init.top1", "supervised.top1", "s3t_minus_random_init.top1"} <= set(diff)
     assert all(diff[k]["old"] is not None and diff[k]["new"] is not None for k in diff)
     assert any(diff[k]["old"] != diff[k]["new"] for k in diff), "the pre-processor changed no metric"
+    # The cross-validated rows are in the diff too (the embeddings changed, so their scores did).
+    assert {"s3t.top1", "s3t.top1_low", "s3t_minus_handcrafted.top1"} <= set(diffs["metrics/corpus/cv.json"])
     shown = _run([str(BIN / "dvc"), "exp", "show", "--csv"], reference)
     assert "tiling" in shown
