@@ -340,7 +340,8 @@ def test_served_deployment_runs_the_whole_pipeline_through_dvc(tmp_path):
                 return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
             return wait_for("the flow run", check, 600, procs)
 
-        run_id = deployment_run(f"overrides={json.dumps(TINY)}", "fractions=[100, 50]", "max_parallel=2",
+        # Three slots: cv@corpus becomes ready beside supervised@corpus and may still run when the two probes are.
+        run_id = deployment_run(f"overrides={json.dumps(TINY)}", "fractions=[100, 50]", "max_parallel=3",
                                 "retries=1", "retry_delay_s=1")
         run = finished(run_id)
         assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{tail(serve_log, 120)}"
