@@ -201,38 +201,44 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
 
 
-def _embed_manifest(args: argparse.Namespace, *, baselines: bool = False
-                    ) -> tuple[EmbeddingSet, list[Rejected]] | tuple[dict[str, EmbeddingSet], list[str], list[Rejected]]:
+class _ManifestClips:
+    """A manifest's readable clips featurized once (with the checkpoint's CQT), ready to be embedded by
+    one or more encoders: ``embed(encoder, method)`` gives their :class:`EmbeddingSet`."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rows = read_manifest(args.manifest, group_column=args.group_column)
+        self.device = _device(args.device)
+        self.encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
+        self.clips, self.kept, self.rejected = _featurize([r.path for r in self.rows], self.encoder.config.cqt,
+                                                          self.device, args.workers, "featurize")
+        _report_rejected(self.rejected)
+        if not self.clips:
+            raise _none_readable(self.rejected)
+        self.by_path = {r.path: r for r in self.rows}
+
+    @property
+    def groups(self) -> list[str]:
+        """Each kept clip's group: the group column's value, or the clip itself."""
+        return [self.by_path[p].group or p for p in self.kept]
+
+    def labeled(self, x: torch.Tensor, method: str) -> EmbeddingSet:
+        return EmbeddingSet(embeddings=x, ids=self.kept, labels=[self.by_path[p].labels for p in self.kept],
+                            splits=[self.by_path[p].split for p in self.kept], label_set=label_vocabulary(self.rows),
+                            multilabel=is_multilabel(self.rows), method=method)
+
+    def embed(self, encoder, method: str) -> EmbeddingSet:
+        with _progress(len(self.clips), f"embed {method}") as bar:
+            x = embed_spectrograms(encoder, self.clips, batch_size=self.args.batch_size, num_segments=self.args.segments,
+                                   device=self.device, on_batch=lambda n: bar.update(n - bar.n))
+        return self.labeled(x, method)
+
+
+def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Rejected]]:
     """The manifest's clips embedded by the checkpoint's encoder (or its Random-Init with --random-init),
-    and the files that could not be read. With ``baselines``: the embeddings of S3T, Random-Init and the
-    hand-crafted statistics of the same clips (featurized once), each clip's group (the group column's
-    value, or the clip itself), and the rejected files."""
-    rows = read_manifest(args.manifest, group_column=args.group_column)
-    device = _device(args.device)
-    encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
-    clips, kept, rejected = _featurize([r.path for r in rows], encoder.config.cqt, device, args.workers, "featurize")
-    _report_rejected(rejected)
-    if not clips:
-        raise _none_readable(rejected)
-    by_path = {r.path: r for r in rows}
-
-    def labeled(x: torch.Tensor, method: str) -> EmbeddingSet:
-        return EmbeddingSet(embeddings=x, ids=kept, labels=[by_path[p].labels for p in kept],
-                            splits=[by_path[p].split for p in kept], label_set=label_vocabulary(rows),
-                            multilabel=is_multilabel(rows), method=method)
-
-    def embed(model, stage: str) -> torch.Tensor:
-        with _progress(len(clips), stage) as bar:
-            return embed_spectrograms(model, clips, batch_size=args.batch_size, num_segments=args.segments, device=device,
-                                      on_batch=lambda n: bar.update(n - bar.n))
-
-    if not baselines:
-        return labeled(embed(encoder, "embed"), "random_init" if args.random_init else "s3t"), rejected
-    sets = {"s3t": labeled(embed(encoder, "embed S3T"), "s3t"),
-            "random_init": labeled(embed(load_encoder(args.checkpoint, random_init=True, seed=args.seed), "embed Random-Init"),
-                                   "random_init"),
-            "handcrafted": labeled(handcrafted_embeddings(clips), "handcrafted")}
-    return sets, [by_path[p].group or p for p in kept], rejected
+    and the files that could not be read."""
+    clips = _ManifestClips(args)
+    return clips.embed(clips.encoder, "random_init" if args.random_init else "s3t"), clips.rejected
 
 
 FILES_PER_PART = 32
@@ -355,9 +361,12 @@ def _probe_baselines(args: argparse.Namespace) -> None:
     if args.random_init or args.save_probe or args.fraction != 1.0:
         raise CLIError("--baselines scores every row itself on all training labels; leave out --random-init, "
                        "--save-probe and --fraction")
-    sets, groups, skipped = _embed_manifest(args, baselines=True)
-    reference = sets["s3t"]
-    x = {method: emb.embeddings for method, emb in sets.items()}
+    clips = _ManifestClips(args)
+    random_init = load_encoder(args.checkpoint, random_init=True, seed=args.seed)
+    reference = clips.embed(clips.encoder, "s3t")
+    x = {"s3t": reference.embeddings, "random_init": clips.embed(random_init, "random_init").embeddings,
+         "handcrafted": handcrafted_embeddings(clips.clips)}
+    groups, skipped = clips.groups, clips.rejected
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     options = protocol_options(args.protocol)
     with _progress(len(x), "probe") as bar:

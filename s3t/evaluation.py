@@ -106,12 +106,16 @@ def difference(a: Scored, b: Scored, groups: Sequence[str], *, n_resamples: int 
     return mean_interval(hits, groups, n_resamples=n_resamples, seed=seed, level=level).as_dict("top1")
 
 
-def comparisons(scored: dict[str, Scored], groups: Sequence[str], *, n_resamples: int = N_RESAMPLES,
-                seed: int = 0) -> dict[str, dict[str, float]]:
+def comparisons(scored: dict[str, Scored], groups: Sequence[str], *, knn: dict[str, Scored | None] | None = None,
+                n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, dict[str, float]]:
     """{"s3t_minus_random_init": ..., "s3t_minus_handcrafted": ...} (:data:`COMPARISONS` whose
-    both methods are in ``scored``), each a :func:`difference`."""
-    return {f"{a}_minus_{b}": difference(scored[a], scored[b], groups, n_resamples=n_resamples, seed=seed)
-            for a, b in COMPARISONS if a in scored and b in scored}
+    both methods are in ``scored``), each a :func:`difference`; with ``knn`` (the same methods' k-NN
+    scores) also "knn_s3t_minus_random_init" and so on."""
+    out = {f"{a}_minus_{b}": difference(scored[a], scored[b], groups, n_resamples=n_resamples, seed=seed)
+           for a, b in COMPARISONS if a in scored and b in scored}
+    if knn and all(v is not None for v in knn.values()):
+        out.update({f"knn_{k}": v for k, v in comparisons(knn, groups, n_resamples=n_resamples, seed=seed).items()})
+    return out
 
 
 # ----------------------------------------------------------------------------- the test split
@@ -154,8 +158,7 @@ def rows_on_test_split(embeddings: dict[str, torch.Tensor], label_rows: Sequence
                                                                   n_resamples=n_resamples, knn=True, **probe_kwargs)
         keep = {k: v for k, v in scores.items() if isinstance(v, float) or k == "selection"}
         result[method] = {**keep, "knn": {"k": scores["knn"]["k"], **scores["knn"]["test"]}}
-    result.update(comparisons(linear, test_groups, n_resamples=n_resamples, seed=seed))
-    result.update({f"knn_{k}": v for k, v in comparisons(knn, test_groups, n_resamples=n_resamples, seed=seed).items()})
+    result.update(comparisons(linear, test_groups, knn=knn, n_resamples=n_resamples, seed=seed))
     return result
 
 
@@ -226,6 +229,5 @@ def cross_validated_rows(embeddings: dict[str, torch.Tensor], label_rows: Sequen
         linear[method], knn[method] = cross_validate(x, label_rows, fold_of, labels, config=config, grid=grid, l2=l2)
         result[method] = {**summarize(linear[method], groups, n_resamples=n_resamples, seed=config.seed),
                           "knn": summarize(knn[method], groups, n_resamples=n_resamples, seed=config.seed)}
-    result.update(comparisons(linear, groups, n_resamples=n_resamples, seed=config.seed))
-    result.update({f"knn_{k}": v for k, v in comparisons(knn, groups, n_resamples=n_resamples, seed=config.seed).items()})
+    result.update(comparisons(linear, groups, knn=knn, n_resamples=n_resamples, seed=config.seed))
     return result

@@ -28,10 +28,10 @@ def main(dataset: str, percent: int) -> None:
     plots = REPORTS / "probe" / dataset
     plots.mkdir(parents=True, exist_ok=True)
     curves: dict[int, dict] = {}
-    linear, knn = {}, {}
+    linear, knn, groups = {}, {}, None
     for method in METHODS:
         emb = EmbeddingSet.from_state(load_checkpoint(EMBEDDINGS / dataset / f"{method}.pt")["embeddings"])
-        groups = tracks(dataset, emb.ids)
+        groups = groups or tracks(dataset, emb.ids)  # the same clips in every method's file
         fit, metrics, linear[method], knn[method] = score_test_split(
             emb.embeddings, emb.labels, emb.splits, groups, emb.label_set, emb.multilabel, fraction=percent / 100,
             config=config, knn=section["knn"], n_resamples=evaluation["resamples"], **options,
@@ -46,10 +46,7 @@ def main(dataset: str, percent: int) -> None:
                         MODELS / "probes" / dataset / f"{method}_{percent}.pt")
         log.info("%s: %s", method, {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
     test_groups = [g for g, s in zip(groups, emb.splits) if s == "test"]
-    result.update(comparisons(linear, test_groups, n_resamples=evaluation["resamples"], seed=seed))
-    if section["knn"]:
-        result.update({f"knn_{k}": v for k, v in
-                       comparisons(knn, test_groups, n_resamples=evaluation["resamples"], seed=seed).items()})
+    result.update(comparisons(linear, test_groups, knn=knn, n_resamples=evaluation["resamples"], seed=seed))
     _write_csv(plots / f"curve_{percent}.csv", list(curves.values()))
     write_json(METRICS / dataset / f"probe_{percent}.json", result)
 
