@@ -21,8 +21,12 @@ import statistics
 import time
 from collections.abc import Callable
 
-import numpy as np
-import torch
+from s3t.threads import openmp_wait_policy, sleep_at_barriers
+
+sleep_at_barriers()  # before torch loads, as in every entry point (s3t.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from s3t.cqt import CQT
 
@@ -97,7 +101,7 @@ def main() -> None:
     audio_seconds = args.clips * args.seconds
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"platform      {platform.platform()}")
-    threads = f"{torch.get_num_threads()} torch threads, os.cpu_count={os.cpu_count()}"
+    threads = f"{torch.get_num_threads()} torch threads (OpenMP wait {openmp_wait_policy()}), os.cpu_count={os.cpu_count()}"
     print(f"cpu           {cpu_model()} ({threads})")
     print(f"gpu           {gpu}")
     print(

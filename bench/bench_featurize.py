@@ -22,8 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from s3t.threads import openmp_wait_policy, sleep_at_barriers
+
+sleep_at_barriers()  # before torch loads, as in every entry point (s3t.threads)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from bench_cqt import SR, cpu_model, music_like_clips
 from scipy.signal import resample_poly
 
@@ -55,7 +59,7 @@ def main() -> None:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"platform      {platform.platform()}")
-    print(f"cpu           {cpu_model()} (os.cpu_count={os.cpu_count()}, {torch.get_num_threads()} torch threads)")
+    print(f"cpu           {cpu_model()} (os.cpu_count={os.cpu_count()}, {torch.get_num_threads()} torch threads, OpenMP wait {openmp_wait_policy()})")
     print(f"gpu           {gpu}; CQT on {args.device}")
     print(f"versions      torch {torch.__version__}, numpy {np.__version__}")
     cfg = CQTConfig(time_compression=100)

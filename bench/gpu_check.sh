@@ -166,13 +166,13 @@ fi
 # 3. Pre-training throughput: Swin-T, 256 x 256 time folding, batch 128; then the largest batch.
 if [ $DRY -eq 1 ]; then
     step "pretrain, no compile, then the largest batch" pretrain.txt 90 "$PY" bench/bench_pretrain.py \
-        --backbone swin_cpu --batch-size 4 --clip-frames 400 --steps 1 --device cpu --max-batch 8
+        --recipe swin_t --batch-size 4 --clip-frames 400 --steps 1 --device cpu --max-batch 8
     note "pretrain, torch.compile" pretrain.txt "not in the dry run"
 else
     step "pretrain, no compile, then the largest batch" pretrain.txt 90 "$PY" bench/bench_pretrain.py \
-        --backbone swin_t --batch-size 128 --steps 10 --device cuda --max-batch 2048
+        --recipe swin_t --batch-size 128 --steps 10 --device cuda --max-batch 2048
     step "pretrain, torch.compile" pretrain.txt 150 "$PY" bench/bench_pretrain.py \
-        --backbone swin_t --batch-size 128 --steps 10 --device cuda --compile
+        --recipe swin_t --batch-size 128 --steps 10 --device cuda --compile
 fi
 
 # 4. Featurization with the CQT on the GPU (decoding needs the carried soundfile).

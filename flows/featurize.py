@@ -41,7 +41,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
+from s3t.threads import sleep_at_barriers
+
+sleep_at_barriers()  # before torch loads: OpenMP threads sleep rather than spin on a busy machine (s3t.threads)
+
+import torch  # noqa: E402
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed

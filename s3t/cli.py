@@ -25,9 +25,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-import torch
-from tqdm.auto import tqdm
+from s3t.threads import sleep_at_barriers
+
+# Before torch loads (s3t.threads): on a busy machine, OpenMP threads that spin while they wait
+# for each other made every command about 10x slower.
+sleep_at_barriers()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from s3t.allocator import keep_freed_memory
 from s3t.audio import find_audio_files

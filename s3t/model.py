@@ -176,6 +176,7 @@ class Encoder(nn.Module):
         self.preprocessor = config.build_preprocessor()
         self.backbone = backbone if backbone is not None else config.build_backbone()
         self.num_features = int(self.backbone.num_features)
+        self._band_weight_cache: dict[int, torch.Tensor] = {}  # map rows -> (rows, n_bands); not a buffer
 
     @property
     def frames(self) -> int:
@@ -220,6 +221,15 @@ class Encoder(nn.Module):
             return self.forward(spec)
         return self.pool_stages(self.backbone, self.preprocessor(spec))
 
+    def _band_weights(self, rows: int) -> torch.Tensor:
+        """:func:`band_weights` of a stage map with ``rows`` rows, computed once per map height: they
+        depend only on the pre-processor's geometry, and computing them reads a value back from the
+        tensor (a host wait on a GPU, and a graph break under torch.compile)."""
+        if rows not in self._band_weight_cache:
+            self._band_weight_cache[rows] = band_weights(
+                self.preprocessor.row_bins(), rows, self.config.cqt.bins_per_octave, self.n_bands)
+        return self._band_weight_cache[rows]
+
     def pool_stages(self, backbone: nn.Module, image: torch.Tensor) -> torch.Tensor:
         """``backbone``'s stage maps of the pre-processed ``image`` (B, 1, S, S) -> (B, embedding_dim),
         pooled as ``stages`` or ``bands``. ``backbone`` has this encoder's architecture (MoCo's
@@ -227,9 +237,5 @@ class Encoder(nn.Module):
         self._require_stages()
         maps = backbone.forward_intermediates(image, intermediates_only=True)
         if self.config.embed_pooling == "bands":
-            row_bins = self.preprocessor.row_bins()
-            band_bins = self.config.cqt.bins_per_octave
-            return torch.cat(
-                [band_moments(m, band_weights(row_bins, m.shape[2], band_bins, self.n_bands)) for m in maps], 1
-            )
+            return torch.cat([band_moments(m, self._band_weights(m.shape[2])) for m in maps], 1)
         return torch.cat([torch.cat([m.mean((2, 3)), m.std((2, 3), unbiased=False)], 1) for m in maps], 1)

@@ -98,10 +98,6 @@ class PretrainConfig:
         object.__setattr__(self, "frozen", tuple(self.frozen))  # a YAML list compares equal after a resume
         if self.head_pooling not in POOLINGS:
             raise ValueError(f"head_pooling must be one of {', '.join(POOLINGS)}, got {self.head_pooling!r}")
-        if self.compile and self.head_pooling != "final":
-            # torch.compile wraps the encoders' forward, which a head on pooled stages bypasses.
-            raise ValueError(f"compile needs head_pooling 'final' (got {self.head_pooling!r}); "
-                             "set pretrain.head_pooling=final or pretrain.compile=false")
         if self.head_from_stage < 0 or (self.head_from_stage and self.head_pooling == "final"):
             raise ValueError(f"head_from_stage must be >= 0, and 0 with head_pooling 'final' (MoCo's head sees the "
                              f"backbone's output), got {self.head_from_stage} with {self.head_pooling!r}")
@@ -143,6 +139,54 @@ def _partners(batch: list[int], members: list[list[int]], group_of: Sequence[int
     """For each clip of ``batch``, a clip of the same recording drawn uniformly (itself included)."""
     draws = torch.rand(len(batch), generator=generator).tolist()
     return [members[group_of[i]][int(u * len(members[group_of[i]]))] for i, u in zip(batch, draws)]
+
+
+def build_moco(model: ModelConfig, config: PretrainConfig, world: int = 1) -> MoCo:
+    """The MoCo module :func:`pretrain` trains for ``model`` and ``config``, on the CPU, its weights and
+    queue drawn from ``config.seed`` (the global torch RNG is seeded here, as the run's first draw).
+
+    With ``config.head_pooling`` other than ``"final"`` the head sees the backbone's stages pooled
+    that way (from stage ``config.head_from_stage`` on); ``world`` processes share the queue.
+    """
+    pool, pool_dim = None, None
+    if config.head_pooling != "final":
+        # Built before the seed is set, so a run with MoCo's head draws the same weights as before.
+        pooler = Encoder(replace(model, embed_pooling=config.head_pooling))
+        pool, pool_dim = pooler.pool_stages, pooler.embedding_dim
+        if config.head_from_stage:
+            dims = pooler.stage_dims
+            if config.head_from_stage >= len(dims):
+                raise ValueError(f"head_from_stage is {config.head_from_stage} but the {model.backbone} backbone "
+                                 f"has {len(dims)} stages (0-{len(dims) - 1})")
+            skip = sum(dims[: config.head_from_stage])  # the left-out stages' leading blocks
+            pool, pool_dim = (lambda backbone, x: pooler.pool_stages(backbone, x)[:, skip:]), pool_dim - skip
+    torch.manual_seed(config.seed)
+    return MoCo(
+        model.build_backbone,
+        dim=config.dim, K=config.K, m=config.m, T=config.T, num_hidden=config.num_hidden,
+        batch_size=config.batch_size, world_size=world, pool=pool, pool_dim=pool_dim,
+        queue_groups=config.negatives == "other_recordings",
+    )
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products in hardware: any CUDA device; a CPU
+    with AVX512-BF16 or AMX-BF16 (``torch.cpu.get_capabilities``). Elsewhere oneDNN emulates
+    bfloat16 with float32 instructions plus conversions, which costs more than float32 alone."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    capabilities = torch.cpu.get_capabilities()
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def autocast(device: torch.device | str, bf16: bool) -> torch.autocast:
+    """The step's mixed precision: bfloat16 autocast when ``bf16`` is asked for and ``device`` has it
+    in hardware (:func:`native_bf16`), float32 otherwise (a disabled autocast)."""
+    device = torch.device(device)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16 and native_bf16(device))
 
 
 def pretrain(
@@ -202,25 +246,7 @@ def pretrain(
 
     # The run's seed fixes the initial weights and queue (the same on every rank), then each
     # rank's drop path and augmentation draws (different per rank).
-    pool, pool_dim = None, None
-    if config.head_pooling != "final":
-        # Built before the seed is set, so a run with MoCo's head draws the same weights as before.
-        pooler = Encoder(replace(model, embed_pooling=config.head_pooling))
-        pool, pool_dim = pooler.pool_stages, pooler.embedding_dim
-        if config.head_from_stage:
-            dims = pooler.stage_dims
-            if config.head_from_stage >= len(dims):
-                raise ValueError(f"head_from_stage is {config.head_from_stage} but the {model.backbone} backbone "
-                                 f"has {len(dims)} stages (0-{len(dims) - 1})")
-            skip = sum(dims[: config.head_from_stage])  # the left-out stages' leading blocks
-            pool, pool_dim = (lambda backbone, x: pooler.pool_stages(backbone, x)[:, skip:]), pool_dim - skip
-    torch.manual_seed(config.seed)
-    moco = MoCo(
-        model.build_backbone,
-        dim=config.dim, K=config.K, m=config.m, T=config.T, num_hidden=config.num_hidden,
-        batch_size=config.batch_size, world_size=world, pool=pool, pool_dim=pool_dim,
-        queue_groups=config.negatives == "other_recordings",
-    ).to(device)
+    moco = build_moco(model, config, world).to(device)
     torch.manual_seed(config.seed + 1000 * rank)
     augment_generator = torch.Generator(device=device).manual_seed(config.seed + 1000 * rank)
     preprocess = model.build_preprocessor().to(device)
@@ -261,9 +287,11 @@ def pretrain(
             moco, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
         )
     if config.compile:
-        moco.encoder_q.compile()
-        moco.encoder_k.compile()
-    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda")
+        # What both encoders compute, head included (pooled stages too): the queue and momentum
+        # update around it stay eager. On a CPU without a bfloat16 unit inductor measured slower
+        # than eager (BENCHMARKS.md), so the CPU recipe leaves this off.
+        moco._project = torch.compile(moco._project)
+    amp = autocast(device, config.bf16)
 
     for epoch in range(start_epoch, config.epochs):
         moco.train()

@@ -8,10 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
+from s3t.threads import sleep_at_barriers
 
-from s3t.manifest import dataset_recordings
+# Before torch loads (s3t.threads): on a busy machine, OpenMP threads that spin while they wait
+# for each other ran pre-training 10x slower. Every stage imports this module before torch.
+sleep_at_barriers()
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from s3t.manifest import dataset_recordings  # noqa: E402
 from s3t.probe import ProbeConfig, lr_wd_grid, protocol_options
 from s3t.shards import UNLABELED  # data/raw/<dataset>/unlabeled/: pre-training-only audio beside a labeled manifest
 from s3t.shards import FeatureStore, clip_recordings

@@ -26,9 +26,9 @@ import subprocess
 import sys
 from dataclasses import asdict
 
+from _common import FEATURES, MODELS, RAW, REPORTS, ROOT, WORK, device, logger, params  # first: before torch
 import torch
 import torch.distributed as dist
-from _common import FEATURES, MODELS, RAW, REPORTS, ROOT, WORK, device, logger, params
 from tqdm.auto import tqdm
 
 from s3t.allocator import keep_freed_memory

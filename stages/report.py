@@ -12,8 +12,8 @@ import json
 import os
 import subprocess
 
+from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, ROOT, logger, params  # first: before torch
 import torch
-from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, ROOT, logger, params
 
 from s3t.checkpoint import load_checkpoint
 from s3t.embed import EmbeddingSet

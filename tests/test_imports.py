@@ -9,7 +9,7 @@ MODULES = ["s3t", "s3t.audio", "s3t.augment", "s3t.backbones", "s3t.checkpoint",
            "s3t.datasets", "s3t.datasets.debian", "s3t.datasets.download", "s3t.datasets.soundtracks", "s3t.embed",
            "s3t.export", "s3t.features", "s3t.handcrafted", "s3t.manifest", "s3t.metrics", "s3t.model", "s3t.modelcard",
            "s3t.moco", "s3t.preprocess", "s3t.probe", "s3t.report", "s3t.report_html", "s3t.schedule", "s3t.shards",
-           "s3t.supervised", "s3t.train", "s3t.validation"]
+           "s3t.supervised", "s3t.threads", "s3t.train", "s3t.validation"]
 
 SCRIPT = f"""
 import importlib, importlib.abc, sys

@@ -113,8 +113,6 @@ def test_head_pooling_pretrains_through_the_embedding_and_keeps_the_encoder_load
     assert set(encoder.backbone.state_dict()) == set(state["encoder"])
     with pytest.raises(ValueError, match="head_pooling"):
         PretrainConfig(head_pooling="max")
-    with pytest.raises(ValueError, match="compile needs head_pooling 'final'"):
-        PretrainConfig(head_pooling="bands", compile=True)
 
 
 def test_frozen_modules_keep_their_random_weights_and_the_rest_trains(tmp_path):
@@ -226,3 +224,35 @@ def test_head_from_stage_feeds_the_head_only_the_later_stages(tmp_path):
                                                  head_from_stage=3), tmp_path / "x.pt")
     with pytest.raises(ValueError, match="0 with head_pooling 'final'"):
         PretrainConfig(head_from_stage=1)
+
+
+def test_bf16_autocast_only_where_the_cpu_has_bfloat16_units(monkeypatch):
+    from s3t import train
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True, "avx512_bf16": False, "amx_bf16": False})
+    assert not train.native_bf16("cpu")
+    assert not train.autocast("cpu", bf16=True)._enabled  # emulated bfloat16: float32 stays
+    for unit in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda unit=unit: {"avx2": True, unit: True})
+        assert train.native_bf16("cpu")
+        amp = train.autocast("cpu", bf16=True)
+        assert amp._enabled and amp.fast_dtype == torch.bfloat16
+        assert not train.autocast("cpu", bf16=False)._enabled  # the switch turns it off
+    assert train.native_bf16("cuda")
+
+
+def test_build_moco_is_the_module_pretrain_trains(tmp_path):
+    from s3t.train import build_moco
+
+    swin = ModelConfig(backbone="swin_cpu", preprocessor="time_folding", input_size=64,
+                       backbone_kwargs={"patch_size": 4, "window_size": 4}, cqt=CQTConfig(n_bins=84))
+    config = PretrainConfig(epochs=1, batch_size=4, K=8, warmup_epochs=0, head_pooling="bands", lr=1e-12,
+                            weight_decay=0.0)
+    built = build_moco(swin, config)
+    pretrain(_clips(8), swin, config, tmp_path / "run.pt")
+    trained = load_checkpoint(tmp_path / "run.pt")["moco"]
+    # Same architecture and head input, and the same initial draw (a step at lr 1e-12 moves nothing visible).
+    assert set(built.state_dict()) == set(trained)
+    for name, tensor in built.state_dict().items():
+        if name.startswith("encoder_q.") and tensor.is_floating_point():
+            torch.testing.assert_close(tensor, trained[name], rtol=0, atol=1e-6)
