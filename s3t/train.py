@@ -31,6 +31,9 @@ Choices where the paper is silent:
 - ``negatives``: ``"all"`` (MoCo, the paper) contrasts each query with every queued key;
   ``"other_recordings"`` leaves out the keys cut from the query's own recording (:class:`s3t.moco.MoCo`
   ``queue_groups``), which MoCo would push away as other music.
+- Mixed precision: bfloat16 autocast (``bf16``) on a GPU and on a CPU with AVX512-BF16 or AMX units.
+  On a CPU without them oneDNN emulates bfloat16 with float32 instructions plus conversions, so the
+  step keeps float32 there (BENCHMARKS.md has the forced run).
 - Checkpoints are written at the end of every epoch. Resuming restores the model,
   optimiser, queue and pointer, step, and every random state of every rank (global torch
   RNG for drop path, the augmentation generator), so on CPU a resumed run ends with the
@@ -79,8 +82,8 @@ class PretrainConfig:
     dim: int = 128
     num_hidden: int = 2
     seed: int = 0
-    bf16: bool = True
-    compile: bool = False
+    bf16: bool = True  # bfloat16 autocast where the device computes it in hardware (native_bf16); float32 elsewhere
+    compile: bool = False  # torch.compile both encoders with their heads (on an AVX2 CPU it measured slower)
     num_workers: int = 0
     augment: dict[str, Any] = field(default_factory=dict)
     head_pooling: str = "final"  # what MoCo's head sees: "final" (MoCo's), or a clip embedding's pooling
