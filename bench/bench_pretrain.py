@@ -187,6 +187,22 @@ def measure(model: ModelConfig, config: PretrainConfig, args: argparse.Namespace
     return rate, counter.get_total_flops() / batch_size
 
 
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """float32 GFLOP/s of one n x n x n matrix product on ``device``: what the dense units give a large,
+    square product, the ceiling a step made of smaller products and element-wise work stays under."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return repeats * 2 * n**3 / (time.perf_counter() - tic) / 1e9
+
+
 def peak_tflops(args: argparse.Namespace, device: torch.device) -> float | None:
     if args.peak_tflops is None and device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -276,6 +292,11 @@ def main() -> None:
             print(f"MFU          {100 * ours * flops_per_sample / (peak * 1e12):10.2f} % of {peak:.0f} TFLOP/s")
         else:
             print("MFU          not computed (no stated peak for this device; pass --peak-tflops)")
+        if device.type == "cpu":
+            achieved, square = ours * flops_per_sample / 1e9, matmul_gflops(device)
+            print(f"ceiling      the step computes {achieved:.1f} GFLOP/s; one float32 2048^3 matrix product here {square:.1f} "
+                  f"GFLOP/s ({100 * achieved / square:.0f} %): at that rate throughout, the step would run "
+                  f"{square * 1e9 / flops_per_sample:.1f} samples/s")
         if args.max_batch is not None:
             largest_batch(model, config, args, device, peak)
     print(f"load average            {os.getloadavg()[0]:.2f} (1 min, after the run)")
