@@ -6,7 +6,7 @@ import sys
 BLOCKED = ["soundfile", "av", "pandas", "great_expectations", "pretty_midi", "midirenderer", "sklearn",
            "librosa", "nnAudio", "pyarrow", "playwright", "dvc", "prefect", "hydra", "yaml", "dask", "matplotlib"]
 MODULES = ["s3t", "s3t.audio", "s3t.augment", "s3t.backbones", "s3t.checkpoint", "s3t.corpus", "s3t.cqt",
-           "s3t.datasets", "s3t.datasets.debian", "s3t.datasets.download", "s3t.datasets.soundtracks", "s3t.embed",
+           "s3t.datasets", "s3t.datasets.debian", "s3t.datasets.debian_pool", "s3t.datasets.download", "s3t.datasets.soundtracks", "s3t.embed",
            "s3t.export", "s3t.features", "s3t.handcrafted", "s3t.manifest", "s3t.metrics", "s3t.model", "s3t.modelcard",
            "s3t.moco", "s3t.preprocess", "s3t.probe", "s3t.report", "s3t.report_html", "s3t.schedule", "s3t.shards",
            "s3t.supervised", "s3t.threads", "s3t.train", "s3t.validation"]

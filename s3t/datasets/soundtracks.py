@@ -65,6 +65,11 @@ are taken out of the pre-training pool even with ``soundtracks.pretraining_packa
 package in sha256 order (3 train, 1 valid, 1 test of every 5), so the set is also an ordinary
 labelled dataset. Chosen for the download that :command:`make run` can afford (the six packages are
 964 MB), with at least 10 tracks per package for 5 folds.
+
+**Reserved packages** (:data:`s3t.datasets.debian_pool.RESERVED_PACKAGES`, kept for held-out checks)
+are refused with :class:`~s3t.datasets.debian_pool.ReservedPackageError` before any work by every
+function here that could fetch or read a package: :func:`read_index` (a row naming one),
+:func:`index_package`, :func:`transfer_entries`, :func:`fetch_soundtracks` and the apt-get calls.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from s3t.datasets.debian_pool import check_usable
 from s3t.datasets.download import DOWNLOADS_DIR, ChecksumError, DownloadError
 
 __all__ = [
@@ -230,7 +236,12 @@ def read_index(path: str | os.PathLike[str] | None = None, *, pretraining_packag
     reader = csv.DictReader(text.splitlines())
     if tuple(reader.fieldnames or ()) != INDEX_COLUMNS:
         raise ValueError(f"soundtracks index must have the columns {','.join(INDEX_COLUMNS)}, got {reader.fieldnames}")
-    entries = [IndexEntry(**{**row, "duration_s": float(row["duration_s"])}) for row in reader]
+    rows = []
+    for row in reader:
+        # Refused, not dropped: an index naming a reserved package was made against the rules.
+        check_usable(row["package"], row["path"], where=f"{path or INDEX_RESOURCE} line {reader.line_num}")
+        rows.append(row)
+    entries = [IndexEntry(**{**row, "duration_s": float(row["duration_s"])}) for row in rows]
     if not pretraining_packages:
         entries = [e for e in entries if e.package not in PACKAGES or PACKAGES[e.package].label]
     return entries
@@ -268,6 +279,7 @@ def index_package(tree: str | os.PathLike[str], package: str, version: str) -> l
 
     from s3t.audio import AUDIO_EXTENSIONS
 
+    check_usable(package)
     info, tree = PACKAGES[package], Path(tree)
     entries: list[IndexEntry] = []
     seen: set[str] = set()
@@ -313,8 +325,11 @@ def transfer_entries(packages: Sequence[str], path: str | os.PathLike[str] | Non
     without a class (a task package's music is pre-training audio and task clips already).
 
     Raises:
+        ReservedPackageError: a reserved package (``-S 'transfer.packages=[0ad-data]'``).
         ValueError: an unknown package, a task package, or fewer than two packages (one class).
     """
+    for package in packages:
+        check_usable(package, where="transfer.packages")
     entries = read_index(path)
     known = {e.package for e in entries}
     unknown = sorted(set(packages) - known)
@@ -409,7 +424,9 @@ def soundtracks_available(
 
 
 def _apt_download(apt_get: str, package: str, version: str, downloads: Path, timeout: float) -> str:
-    """Run ``apt-get download package=version`` in ``downloads``; returns "" or why it failed."""
+    """Run ``apt-get download package=version`` in ``downloads``; returns "" or why it failed.
+    A reserved package raises ReservedPackageError before apt-get is called."""
+    check_usable(package)
     command = [apt_get, "download", "-o", "Acquire::Retries=0", "-o", f"Acquire::http::Timeout={int(timeout)}",
                f"{package}={version}"]
     try:
@@ -425,7 +442,10 @@ def _apt_download(apt_get: str, package: str, version: str, downloads: Path, tim
 def _obtain_debs(
     entries: Sequence[IndexEntry], downloads: Path, apt_get: str | None, timeout: float, log: list[str]
 ) -> dict[str, Path]:
-    """package -> .deb path, fetched with apt-get where missing; one error listing every gap."""
+    """package -> .deb path, fetched with apt-get where missing; one error listing every gap.
+    Every entry is checked against the reserved list before anything is looked up or fetched."""
+    for e in entries:
+        check_usable(e.package, e.path)
     downloads.mkdir(parents=True, exist_ok=True)
     debs: dict[str, Path] = {}
     failures: list[str] = []
@@ -498,10 +518,13 @@ def fetch_soundtracks(
         ChecksumError: an extracted file differs from the index; the message names the file, the
             .deb and the version it holds.
         DebError / UnsafeArchiveError: a .deb is unreadable or has a dangerous member.
+        ReservedPackageError: an entry names a reserved package or file; nothing is read or written.
     """
     from s3t.datasets.debian import deb_info, extract_deb_members
 
     entries = read_index() if entries is None else list(entries)
+    for e in entries:
+        check_usable(e.package, e.path)
     root = Path(root).resolve()
     tracks = root / "tracks"
     tracks.mkdir(parents=True, exist_ok=True)
