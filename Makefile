@@ -66,6 +66,7 @@ study: install
 bench: install
 	$(BIN)/python bench/bench_cqt.py
 	$(BIN)/python bench/bench_pretrain.py
+	$(BIN)/python bench/bench_contention.py
 
 clean:
 	rm -rf $(VENV) work
