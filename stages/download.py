@@ -9,9 +9,18 @@ packages the same way and cuts them into the transfer task's clips, labelled by 
 
 `python stages/download.py --check soundtracks` only says whether the soundtracks can be fetched
 here (exit 0) or not (exit 3, with the reason): `make run` uses it to choose its data.
+
+Maintenance, not a DVC stage: `python stages/download.py --index-pool OUT.csv [--downloads DIR]`
+fetches the Debian pool's packages (s3t.datasets.debian_pool.POOL_PACKAGES; reserved packages are
+refused by name before apt-get is called) into DIR (default data/raw/pool/downloads), indexes their
+music and writes the pool CSV to OUT.csv, then prints a summary: packages indexed, tracks, hours,
+duplicates dropped, packages skipped and why (exit 1 if none could be indexed).
 """
 
+import argparse
 import sys
+import time
+from collections import defaultdict
 
 from _common import RAW, logger, params
 
@@ -62,7 +71,61 @@ def main(dataset: str) -> None:
     log.info("%s ready in %s", dataset, root)
 
 
+POOL_DOWNLOADS = RAW / "pool" / "downloads"
+
+
+class _EchoLog(list):
+    """A log list that also prints each line as it is appended (indexing the pool takes minutes)."""
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        print(line, flush=True)
+
+
+def index_pool(argv: list[str]) -> int:
+    """``--index-pool OUT.csv [--downloads DIR]``: build, write and summarize the Debian pool's index."""
+    from s3t.datasets.debian_pool import POOL_PACKAGES, build_pool_index, write_pool_index
+
+    parser = argparse.ArgumentParser(prog="stages/download.py --index-pool",
+                                     description="Fetch and index the Debian music pool (issue 31).")
+    parser.add_argument("--index-pool", dest="out", required=True, metavar="OUT.csv", help="the pool CSV to write")
+    parser.add_argument("--downloads", default=str(POOL_DOWNLOADS), metavar="DIR",
+                        help=f"the folder of .deb files (default {POOL_DOWNLOADS})")
+    args = parser.parse_args(argv)
+    log = _EchoLog()
+    started = time.perf_counter()
+    try:
+        kept, dropped = build_pool_index(POOL_PACKAGES, args.downloads, log=log)
+    except (DownloadError, DebError, ArchiveError) as err:
+        print(f"--index-pool: {err}", file=sys.stderr)
+        return 1
+    write_pool_index(kept, args.out)
+    tracks: dict[str, int] = defaultdict(int)
+    seconds: dict[str, float] = defaultdict(float)
+    for e in kept:
+        tracks[e.package] += 1
+        seconds[e.package] += e.duration_s
+    skipped = [line for line in log if line.startswith("skipped ")]
+    indexed = [line for line in log if line.startswith("indexed ")]
+    print(f"\nwrote {args.out} in {time.perf_counter() - started:.0f} s")
+    print("package,version,tracks,minutes (after de-duplication across packages)")
+    for name, version in POOL_PACKAGES:
+        if name in tracks:
+            print(f"{name},{version},{tracks[name]},{seconds[name] / 60:.1f}")
+    print(f"packages indexed: {len(indexed)} of {len(POOL_PACKAGES)} ({len(tracks)} with tracks)")
+    print(f"tracks: {len(kept)}, hours: {sum(seconds.values()) / 3600:.2f}")
+    print(f"duplicates dropped: {len(dropped)}")
+    for first, copy in dropped:
+        print(f"  {copy.track} = {first.track}")
+    print(f"packages skipped: {len(skipped)}")
+    for line in skipped:
+        print(f"  {line}")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--index-pool":
+        sys.exit(index_pool(sys.argv[1:]))
     if sys.argv[1] == "--check":
         section, transfer = params("soundtracks", "transfer")
         ok, why = soundtracks_available(RAW / "soundtracks", pretraining_entries(section["pretraining_packages"],

@@ -1,7 +1,7 @@
 """Debian's free music as a pre-training pool: reserved packages refused at every entry point, the
-streaming .deb indexer (sniffing, zips, durations, de-duplication, drop rules, DEP-5 licences) and
-the pool CSV. Fixture packages are built in the real layout (tests/debs.py) around real audio:
-quiet sines at 8 kHz, 31-35 s, so they stay small."""
+streaming .deb indexer (sniffing, zips, durations, de-duplication, drop rules, DEP-5 licences),
+the pool CSV, and building the pool with a stand-in apt-get. Fixture packages are built in the real
+layout (tests/debs.py) around real audio: quiet sines at 8 kHz, 31-35 s, so they stay small."""
 
 from __future__ import annotations
 
@@ -395,6 +395,18 @@ def test_audio_is_recognized_by_its_bytes_not_its_name(sounds):
     ("flare-game", "usr/share/games/flare/mods/x/soundfx/environment/rain.ogg", True),  # any package
     ("other-data", "usr/share/games/other/sfx/storm.ogg", True),
     ("noiz2sa-data", "usr/share/games/noiz2sa/sounds/stg0.ogg", False),
+    ("supertuxkart-data", f"{STK}/music/farm_f.ogg", True),
+    ("supertuxkart-data", f"{STK}/music/farm.ogg", False),
+    ("supertuxkart-data", f"{STK}/tracks/black_forest/steamLocomotive.ogg", True),
+    ("supertuxkart-data", f"{STK}/tracks/introcutscene2/intro2.ogg", False),
+    ("widelands-data", "usr/share/games/widelands/data/sound/animals/coyote_00.ogg", True),
+    ("widelands-data", "usr/share/games/widelands/data/music/ingame_01.ogg", False),
+    ("btanks-data", "usr/share/games/btanks/data/sounds/ambient/city.ogg", True),
+    ("btanks-data", "usr/share/games/btanks/data/tunes/gameboy.ogg", False),
+    ("ardentryst", "usr/share/games/ardentryst/Sounds/AMB_Intro_1.ogg", True),
+    ("hyperrogue-music", "usr/share/hyperrogue/sounds/tada.ogg", True),
+    ("freedroidrpg-data", "usr/share/freedroidrpg/data/sound/music/Ambience.ogg", True),
+    ("freedroidrpg-data", "usr/share/freedroidrpg/data/sound/music/menu.ogg", False),
 ])
 def test_the_drop_rules_name_stems_and_variants_only(package, member, dropped):
     assert (debian_pool._dropped_by(package, member) is not None) == dropped
@@ -518,3 +530,148 @@ def test_the_module_imports_without_optional_dependencies():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- building the pool
+
+
+def _fetching_apt_get(folder: Path, debs: dict[str, Path]) -> tuple[Path, Path]:
+    """A stand-in apt-get that records each call, 'downloads' the .debs it is given (by NAME=VERSION)
+    into its working folder as apt-get would, and fails for any other package."""
+    calls = folder / "apt-calls"
+    fake = folder / "apt-get"
+    cases = "".join(f'  "{name}") cp "{deb}" . ;;\n' for name, deb in debs.items())
+    fake.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\nfor last in "$@"; do :; done\ncase "$last" in\n{cases}'
+                    f'  *) echo "E: Can\'t find a source to download version of $last" >&2; exit 100 ;;\nesac\n')
+    fake.chmod(0o755)
+    return fake, calls
+
+
+POOL = [(DEMO, "1.2-3"), ("supertuxkart-data", "1.4+dfsg-2")]
+
+
+def test_build_pool_index_fetches_what_is_missing_reports_what_fails_and_drops_duplicates(tmp_path, debs, indexed):
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / debs["stk"].name).write_bytes(debs["stk"].read_bytes())  # already here: not fetched again
+    fake, calls = _fetching_apt_get(tmp_path, {f"{DEMO}=1.2-3": debs["demo"]})
+    log: list[str] = []
+    kept, dropped = debian_pool.build_pool_index([*POOL, ("no-such-music", "1.0-1")], downloads, apt_get=str(fake),
+                                                 timeout=5, log=log)
+    # Only the missing packages went to apt-get, as NAME=VERSION with no retries.
+    assert [line.split()[-1] for line in calls.read_text().splitlines()] == [f"{DEMO}=1.2-3", "no-such-music=1.0-1"]
+    assert "Acquire::Retries=0" in calls.read_text()
+    assert (downloads / debs["demo"].name).is_file()
+    # The one that failed is reported with apt-get's reason, not silently dropped.
+    skipped = [line for line in log if line.startswith("skipped ")]
+    assert len(skipped) == 1 and skipped[0].startswith("skipped no-such-music=1.0-1: ")
+    assert "exited 100" in skipped[0] and "Can't find a source" in skipped[0]
+    assert any(line.startswith(f"downloaded {debs['demo'].name}") for line in log)
+    assert any(line.startswith(f"indexed {DEMO}=1.2-3: 6 track(s)") for line in log)
+    assert any(line.startswith("indexed supertuxkart-data=1.4+dfsg-2: 2 track(s)") for line in log)
+    # The same as indexing each .deb (copyright read from inside it) then de-duplicating, in the order given.
+    assert (kept, dropped) == deduplicate(indexed["demo"][0] + indexed["stk"][0])
+    assert [(a.track, b.track) for a, b in dropped] == [
+        (f"{DEMO}/{MUSIC}/battle.ogg", f"supertuxkart-data/{STK}/music/battle.ogg")
+    ]
+    assert any(line.startswith(f"duplicate supertuxkart-data/{STK}/music/battle.ogg dropped") for line in log)
+    assert {e.licence for e in kept if e.package == DEMO} == {"GPL-2+", "CC-BY-SA-3.0", "CC0-1.0"}
+    write_pool_index(kept, tmp_path / "pool.csv")
+    assert read_pool_index(tmp_path / "pool.csv") == kept
+    # A second run finds every .deb in place and asks apt-get nothing more.
+    before = calls.read_text()
+    assert debian_pool.build_pool_index(POOL, downloads, apt_get=str(fake), timeout=5) == (kept, dropped)
+    assert calls.read_text() == before
+
+
+def test_build_pool_index_refuses_a_reserved_package_before_apt_get_is_called(tmp_path, debs):
+    fake, calls = _fetching_apt_get(tmp_path, {f"{DEMO}=1.2-3": debs["demo"], "0ad-data=0.0.26-1": debs["demo"]})
+    downloads = tmp_path / "downloads"
+    for reserved in ("0ad-data", "Wesnoth-1.16-music", "supertux-data=0.6.3-1"):
+        with pytest.raises(ReservedPackageError, match="held-out checks"):
+            debian_pool.build_pool_index([(DEMO, "1.2-3"), (reserved, "0.0.26-1")], downloads, apt_get=str(fake))
+    assert not calls.exists() and not downloads.exists()  # not even the usable package before it was fetched
+    # A reserved package under an innocent file name is refused by its control file, not skipped.
+    downloads.mkdir()
+    control = tar_bytes([entry("./control", b"Package: nexuiz-music\nVersion: 1.0-1\nArchitecture: all\n")], "xz")
+    (downloads / "innocent-music_1.0-1_all.deb").write_bytes(
+        ar_archive([("debian-binary", b"2.0\n"), ("control.tar.xz", control), ("data.tar.xz", b"not xz")]))
+    with pytest.raises(ReservedPackageError, match="control file.*nexuiz-music"):
+        debian_pool.build_pool_index([("innocent-music", "1.0-1")], downloads, apt_get=None)
+    assert debian_pool.POOL_PACKAGES and not any(is_reserved(name) for name, _ in debian_pool.POOL_PACKAGES)
+
+
+def test_build_pool_index_skips_unreadable_or_mislabelled_debs_and_raises_when_nothing_is_left(tmp_path, debs):
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    # Epoch spellings: apt-get's '%3a' and the archive pool's file name without the epoch.
+    (downloads / f"{DEMO}_1%3a1.2-3_all.deb").write_bytes(debs["demo"].read_bytes())
+    (downloads / "supertuxkart-data_1.4+dfsg-2_all.deb").write_bytes(debs["stk"].read_bytes())
+    assert debian_pool.find_pool_deb(downloads, DEMO, "1:1.2-3") == downloads / f"{DEMO}_1%3a1.2-3_all.deb"
+    assert debian_pool.find_pool_deb(downloads, "supertuxkart-data", "2:1.4+dfsg-2").name.startswith("supertuxkart")
+    assert debian_pool.find_pool_deb(downloads, DEMO, "1.2-4") is None  # never another version
+    (downloads / "broken-music_1.0-1_all.deb").write_bytes(b"!<arch>\nnot a deb")
+    log: list[str] = []
+    packages = [(DEMO, "1:1.2-3"), ("supertuxkart-data", "2:1.4+dfsg-2"), ("broken-music", "1.0-1"),
+                ("absent-music", "1.0-1")]
+    with pytest.raises(DownloadError, match=r"no package of the pool(.|\n)*broken-music(.|\n)*absent-music"):
+        debian_pool.build_pool_index(packages, downloads, apt_get=None, log=log)
+    why = {line.split(":", 1)[0]: line for line in log if line.startswith("skipped ")}
+    # The control file says 1.2-3, not the 1:1.2-3 asked for: skipped, as a stale file would be.
+    assert "holds demo-pool-data=1.2-3" in why[f"skipped {DEMO}=1"]
+    assert "holds supertuxkart-data=1.4+dfsg-2" in why["skipped supertuxkart-data=2"]
+    assert "could not be indexed" in why["skipped broken-music=1.0-1"]
+    assert "no apt-get on this machine" in why["skipped absent-music=1.0-1"]
+    with pytest.raises(ValueError, match="twice"):
+        debian_pool.build_pool_index([(DEMO, "1.2-3"), (DEMO, "1.2-4")], downloads, apt_get=None)
+
+
+def test_the_pool_packages_are_the_facts_files_table():
+    assert len(debian_pool.POOL_PACKAGES) == 39 == len(dict(debian_pool.POOL_PACKAGES))
+    assert debian_pool.POOL_PACKAGES[0] == ("ufoai-music", "2.5-2")
+    assert ("widelands-data", "2:1.1-3") in debian_pool.POOL_PACKAGES
+    facts = Path(__file__).resolve().parents[2] / "shared" / "data" / "debian-music.md"
+    if facts.is_file():  # the facts file lives beside the checkout, not in it
+        table = facts.read_text().split("## Usable packages", 1)[1].split("\n\n", 2)[1]
+        rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+        assert tuple((n.strip(), v.strip()) for n, v in rows) == debian_pool.POOL_PACKAGES
+
+
+def test_the_stage_index_pool_mode_reports_every_package_it_could_not_fetch(tmp_path):
+    """`stages/download.py --index-pool OUT.csv --downloads DIR` with an apt-get that fetches nothing:
+    exit 1, every package named with apt-get's reason, no CSV written."""
+    import os
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "stages").mkdir()
+    for name in ("_common.py", "download.py"):
+        shutil.copy(root / "stages" / name, tmp_path / "stages" / name)
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")
+    fake, calls = _recording_apt_get(tmp_path / "stages")
+    kept = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
+    out = tmp_path / "pool.csv"
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "stages" / "download.py"), "--index-pool", str(out), "--downloads",
+         str(tmp_path / "debs")], env={"PATH": str(tmp_path / "stages"), **kept}, capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "no package of the pool could be fetched" in done.stderr and not out.exists()
+    assert len(calls.read_text().splitlines()) == 39
+    for name, version in debian_pool.POOL_PACKAGES:
+        assert f"skipped {name}={version}: " in done.stdout
+
+
+def test_pool_credits_group_each_packages_tracks_by_licence(tmp_path, indexed):
+    kept, _ = deduplicate(indexed["demo"][0] + indexed["stk"][0])
+    text = debian_pool.pool_credits(kept)
+    assert text.startswith("## Debian pool\n") and "2 Debian bookworm packages (7 tracks)" in text
+    demo = text.split(f"### {DEMO} 1.2-3\n", 1)[1].split("###", 1)[0]
+    assert '- GPL-2+ (4 tracks): "battle"; "finale"; "intro"; "march"' in demo
+    assert '- CC-BY-SA-3.0 (1 track): "theme"' in demo and '- CC0-1.0 (1 track): "Deep Cave"' in demo
+    assert "### supertuxkart-data 1.4+dfsg-2\n" in text and '(1 track): "race"' in text
+    debian_pool.write_pool_credits(kept, tmp_path / "CREDITS.md")
+    assert (tmp_path / "CREDITS.md").read_text() == text
+    with pytest.raises(ReservedPackageError):
+        debian_pool.write_pool_credits([*kept, _pool_entry("supertuxkart-data", RABBIT)], tmp_path / "bad.md")
+    assert not (tmp_path / "bad.md").exists()

@@ -4,7 +4,7 @@ Issue 31 widens pre-training from the eleven packages of :mod:`s3t.datasets.soun
 free music of Debian bookworm (30.8 h in 167 packages). The facts this module follows were
 measured in ``shared/data/debian-music.md`` (2026-12-07); read it before changing a rule here.
 
-Two parts:
+Three parts:
 
 * **Reserved packages, refused by name.** Ten packages (:data:`RESERVED_PACKAGES`) and one file of
   supertuxkart-data (:data:`RESERVED_MEMBERS`, the same track as in a reserved package) are kept
@@ -20,6 +20,11 @@ Two parts:
   licence (from the package's DEP-5 copyright file, per file), title and format.
   :func:`deduplicate` drops files shipped by two packages; :func:`write_pool_index` /
   :func:`read_pool_index` store the pool as CSV (:data:`POOL_COLUMNS`).
+* **Building the pool** (:func:`build_pool_index`): the facts file's 39 usable packages with at
+  least 10 minutes of music (:data:`POOL_PACKAGES`) fetched with ``apt-get download`` where
+  missing, indexed, de-duplicated across packages; a package that cannot be fetched or read is
+  skipped and said so. ``python stages/download.py --index-pool OUT.csv`` runs it;
+  :func:`pool_credits` gives the pool's attribution from the index.
 
 Choices where the facts file leaves room (each tested):
 
@@ -78,6 +83,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import glob
 import hashlib
 import io
 import math
@@ -87,30 +93,36 @@ import re
 import shutil
 import struct
 import tempfile
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Iterable, Sequence
 
 from s3t.audio import MAX_SOURCE_RATE, MIN_SOURCE_RATE
 from s3t.datasets.debian import DebError, _find_member, _member_tar, _open_deb, deb_info
-from s3t.datasets.download import CHUNK_BYTES, _check_member_name
+from s3t.datasets.download import CHUNK_BYTES, ArchiveError, DownloadError, _check_member_name
 
 __all__ = [
     "DROP_RULES",
     "FORMATS",
     "POOL_COLUMNS",
+    "POOL_PACKAGES",
     "RESERVED_MEMBERS",
     "RESERVED_PACKAGES",
     "DropRule",
     "PoolEntry",
     "PoolIndexError",
     "ReservedPackageError",
+    "build_pool_index",
     "check_usable",
     "deduplicate",
+    "find_pool_deb",
     "index_deb",
     "is_reserved",
     "member_licence",
+    "pool_credits",
     "read_pool_index",
+    "write_pool_credits",
     "write_pool_index",
 ]
 
@@ -127,6 +139,50 @@ RESERVED_PACKAGES = frozenset(
 
 RESERVED_MEMBERS = frozenset({("supertuxkart-data", "games/supertuxkart/data/tracks/cave/beneath_the_rabbit_hole.ogg")})
 """(package, path) of files of usable packages that also ship in a reserved one."""
+
+POOL_PACKAGES: tuple[tuple[str, str], ...] = (
+    ("ufoai-music", "2.5-2"),
+    ("planetblupi-music-ogg", "1.14.2-3"),
+    ("naev-data", "0.8.2-1"),
+    ("widelands-data", "2:1.1-3"),
+    ("hedgewars-data", "1.0.2-6"),
+    ("colobot-common-sounds", "0.2.0-2"),
+    ("singularity-music", "007-2"),
+    ("marsshooter-data", "0.7.6-7"),
+    ("supertuxkart-data", "1.4+dfsg-2"),
+    ("freedroidrpg-data", "1.0-1"),
+    ("drascula-music", "1.0+ds4-2"),
+    ("flare-game", "1.14-1"),
+    ("trackballs-data", "1.3.4-1"),
+    ("pushover-data", "0.0.5+git20180909-4"),
+    ("starfighter-data", "2.4-1"),
+    ("warmux-data", "1:11.04.1+repack2-4"),
+    ("wizznic-data", "0.9.9+dfsg-1"),
+    ("openclonk-data", "8.1-3"),
+    ("fillets-ng-data", "1.0.1-1.1"),
+    ("davegnukem-data", "1.0.3-4"),
+    ("hyperrogue-music", "12.0q-1"),
+    ("enigma-data", "1.20-dfsg.1-2.2"),
+    ("zaz-data", "1.0.1-1"),
+    ("asc-music", "1.3-6"),
+    ("freecol", "1.0.0-1"),
+    ("ardentryst", "1.71-9"),
+    ("freedink-data", "1.08.20190120-2"),
+    ("wordwarvi-sound", "1.0.4-2"),
+    ("fretsonfire-songs-sectoid", "1.dfsg-3.1"),
+    ("fretsonfire-songs-muldjord", "2.dfsg-2.1"),
+    ("lordsawar-data", "0.3.2+frogknows-1"),
+    ("adonthell-data", "0.3.8-1"),
+    ("frozen-bubble-data", "2.212-11"),
+    ("xmoto-data", "0.6.1+repack-9"),
+    ("btanks-data", "0.9.8083-9"),
+    ("openarena-088-data", "0.8.8-12"),
+    ("freeorion-data", "0.4.10.2-1"),
+    ("miceamaze", "4.2.1-3+b1"),
+    ("noiz2sa-data", "0.51a-13"),
+)
+"""(package, version) of the 39 usable packages with at least 10 minutes of music, as the facts
+file's table lists them (largest first): what :func:`build_pool_index` indexes by default."""
 
 FORMATS = ("flac", "wav", "opus", "vorbis", "mp3")
 """Audio formats :func:`index_deb` recognizes, in order of preference between two formats of one track."""
@@ -259,10 +315,21 @@ class DropRule:
 DROP_RULES = (
     DropRule(r"fretsonfire-songs-.+", r"(^|/)(?!song\.ogg$)[^/]+$", "a Frets on Fire stem (the mix is song.ogg)"),
     DropRule(r"plee-the-bear-data", r"(^|/)music/sequencer/", "a Plee the Bear sequencer stem"),
-    DropRule(r"supertuxkart-data", r"_fast\.[^/]+$", "a SuperTuxKart *_fast tempo variant"),
+    # farm_f.ogg is the seventh of the facts file's seven fast variants (farm.ogg sped up: 66 s vs 73 s).
+    DropRule(r"supertuxkart-data", r"_(fast|f)\.[^/]+$", "a SuperTuxKart *_fast tempo variant"),
+    DropRule(r"supertuxkart-data", r"(^|/)(steamLocomotive|nolok_speech)\.[^/]+$",
+             "a SuperTuxKart track's sound effect or speech, not music"),
     DropRule(r"holotz-castle-data", r"_(ultra)?slow\.[^/]+$", "a Holotz's Castle _Slow/_UltraSlow tempo variant"),
     DropRule(r"hedgewars-data", r"(^|/)olympics_sd\.[^/]+$", "the Hedgewars sudden-death variant"),
     DropRule(r"flare-game", r"(^|/)wind_ambient\.[^/]+$", "a flare-game ambience loop, not music"),
+    # Found by indexing the 39 packages of the facts table (2026-12-07): sound effects and ambience
+    # loops of 30 s and more outside music folders, which the facts table did not count.
+    DropRule(r"widelands-data", r"(^|/)sound/animals/", "a Widelands animal sound, not music"),
+    DropRule(r"hyperrogue-music", r"(^|/)sounds/tada\.[^/]+$", "a HyperRogue sound effect, not music"),
+    DropRule(r"ardentryst", r"(^|/)sounds/amb_[^/]+$", "an Ardentryst ambience loop, not music"),
+    DropRule(r"btanks-data", r"(^|/)sounds/ambient/", "a Battle Tanks ambience loop, not music"),
+    # In its music folder, but left out of the facts table's 17 tracks (the only two it leaves out).
+    DropRule(r"freedroidrpg-data", r"(^|/)(Ambience|AmbientBattle)\.[^/]+$", "a FreedroidRPG ambience loop"),
     # Any package: ambience loops of 30 s and more lie in sound-effect folders (flare-game's rain and
     # wind); no music of the facts file's table does. Not "sounds/": noiz2sa keeps its music there.
     DropRule(r".+", r"(^|/)(sfx|soundfx|sound_?effects)/", "in a sound-effects folder, not music"),
@@ -696,6 +763,167 @@ def deduplicate(entries: Iterable[PoolEntry]) -> tuple[list[PoolEntry], list[tup
             first[e.sha256] = e
             kept.append(e)
     return kept, dropped
+
+
+# ----------------------------------------------------------------------------- building the pool
+
+
+def _epochless(version: str) -> str:
+    """``version`` without its epoch (``2:1.1-3`` -> ``1.1-3``), as Debian's pool names files."""
+    return version.split(":", 1)[1] if ":" in version else version
+
+
+def find_pool_deb(downloads: str | os.PathLike[str], package: str, version: str) -> Path | None:
+    """The ``.deb`` of exactly ``package`` at ``version`` in ``downloads``, or None.
+
+    ``apt-get download`` names the file ``<package>_<version>_<arch>.deb`` with the epoch's ``:``
+    as ``%3a`` (``widelands-data_2%3a1.1-3_all.deb``); the archive's pool drops the epoch
+    (``widelands-data_1.1-3_all.deb``): both are found. Unlike :mod:`s3t.datasets.soundtracks`'s
+    lookup, another version is never taken: the pool's index names the version it read.
+    """
+    downloads = Path(downloads)
+    for spelled in dict.fromkeys((version.replace(":", "%3a"), _epochless(version))):
+        found = sorted(downloads.glob(f"{glob.escape(package)}_{glob.escape(spelled)}_*.deb"))
+        if found:
+            return found[0]
+    return None
+
+
+def build_pool_index(
+    packages: Sequence[tuple[str, str]],
+    downloads: str | os.PathLike[str],
+    *,
+    apt_get: str | None = "apt-get",
+    timeout: float = 600,
+    log: list[str] | None = None,
+) -> tuple[list[PoolEntry], list[tuple[PoolEntry, PoolEntry]]]:
+    """Index the tracks of ``packages`` (e.g. :data:`POOL_PACKAGES`), fetching missing ``.deb`` files.
+
+    Every name is checked against the reserved list first (a reserved one refuses the whole call
+    before anything is looked up or fetched). Then, package by package in the order given: its
+    ``.deb`` is looked up in ``downloads`` (:func:`find_pool_deb`), fetched there with
+    ``apt-get download -o Acquire::Retries=0 NAME=VERSION`` when missing, checked to be that
+    package at that version (its control file), and indexed by :func:`index_deb` with the
+    copyright file inside the ``.deb``. Last, :func:`deduplicate` drops files shipped by two
+    packages, keeping the copy of the earlier package.
+
+    A package that cannot be fetched (no such version, network down, no ``apt_get``) or read
+    (corrupt ``.deb``, another package or version under its name, music but no copyright file) is
+    skipped, and ``log`` gets one line ``skipped NAME=VERSION: why``; other lines say what was
+    downloaded and indexed (``indexed NAME=VERSION: N track(s), M min (S s)``) and which copies
+    were dropped (``duplicate ...``).
+
+    Args:
+        packages: (name, version) pairs, as apt names them (``2:1.1-3`` with its epoch).
+        downloads: the folder of ``.deb`` files (created if missing).
+        apt_get: the apt-get command, or None to fetch nothing.
+        timeout: apt-get's network timeout in seconds (one call may run three times as long).
+        log: if given, receives the lines above as they happen.
+
+    Returns:
+        The tracks kept, in the order of ``packages`` then of member paths, and ``(kept, dropped)``
+        for every copy of a file dropped as shipped by an earlier package.
+
+    Raises:
+        ReservedPackageError: a package is reserved, or a ``.deb`` holds a reserved package under
+            an innocent name.
+        ValueError: ``packages`` names one package twice.
+        DownloadError: no package could be fetched and read (the message gives every reason).
+    """
+    from s3t.datasets.soundtracks import _apt_download  # lazily: soundtracks imports this module
+
+    log = [] if log is None else log
+    downloads = Path(downloads)
+    seen: dict[str, str] = {}
+    for name, version in packages:
+        check_usable(name, where="build_pool_index packages")
+        if _bare_name(name) in seen:
+            raise ValueError(f"build_pool_index packages name {name} twice ({seen[_bare_name(name)]} and {version})")
+        seen[_bare_name(name)] = version
+    have_apt = bool(apt_get and shutil.which(apt_get))
+    entries: list[PoolEntry] = []
+    skipped: list[str] = []
+
+    def skip(name: str, version: str, why: str) -> None:
+        line = f"skipped {name}={version}: {why}"
+        skipped.append(line)
+        log.append(line)
+
+    for name, version in packages:
+        deb = find_pool_deb(downloads, name, version)
+        if deb is None:
+            if not have_apt:
+                skip(name, version, f"not in {downloads} and no {apt_get or 'apt-get'} on this machine to fetch it")
+                continue
+            downloads.mkdir(parents=True, exist_ok=True)
+            started = time.perf_counter()
+            reason = _apt_download(apt_get, name, version, downloads, timeout)  # checks check_usable again
+            deb = find_pool_deb(downloads, name, version)
+            if deb is None:
+                skip(name, version, reason or f"apt-get download wrote no {name}_{_epochless(version)}_*.deb")
+                continue
+            took = time.perf_counter() - started
+            log.append(f"downloaded {deb.name} ({deb.stat().st_size / 1e6:.1f} MB, {took:.1f} s)")
+        started = time.perf_counter()
+        try:
+            info = deb_info(deb)
+            check_usable(info.package, where=f"{deb} (its control file)")
+            if (info.package, info.version) != (name, version):
+                skip(name, version, f"{deb} holds {info.package}={info.version}; remove it, it is fetched again")
+                continue
+            found = index_deb(deb)
+        except ReservedPackageError:
+            raise
+        except (DownloadError, ArchiveError, OSError) as err:
+            skip(name, version, f"{deb.name} could not be indexed: {err}")
+            continue
+        minutes = sum(e.duration_s for e in found) / 60
+        log.append(f"indexed {name}={version}: {len(found)} track(s), {minutes:.1f} min "
+                   f"({time.perf_counter() - started:.1f} s)")
+        entries.extend(found)
+    if len(skipped) == len(packages):
+        raise DownloadError(f"no package of the pool could be fetched and indexed into {downloads}:\n  "
+                            + "\n  ".join(skipped))
+    kept, dropped = deduplicate(entries)
+    for first, copy in dropped:
+        log.append(f"duplicate {copy.track} dropped: the same file as {first.track}")
+    return kept, dropped
+
+
+def pool_credits(entries: Iterable[PoolEntry]) -> str:
+    """Attribution for the pool's tracks as Markdown: one section per package (in the order
+    given, with its version), and under it the tracks grouped by licence, as CC-BY-SA and the GPL ask.
+
+    Like :func:`s3t.datasets.soundtracks.write_credits` it is generated from the index, never
+    written by hand. Refuses reserved entries (ReservedPackageError).
+    """
+    by_package: dict[tuple[str, str], dict[str, list[PoolEntry]]] = {}
+    for e in entries:
+        check_usable(e.package, e.member, where=f"the entry {e.track}")
+        by_package.setdefault((e.package, e.version), {}).setdefault(e.licence, []).append(e)
+    tracks = sum(len(group) for licences in by_package.values() for group in licences.values())
+    lines = [
+        "## Debian pool", "",
+        f"Pre-training music from {len(by_package)} Debian bookworm packages ({tracks} tracks), used unmodified",
+        "except for decoding, resampling and cutting into clips. Each package's full licence text is in its",
+        "`usr/share/doc/<package>/copyright` file; the licence below is the short name that file gives each track.", "",
+    ]
+    for (package, version), licences in by_package.items():
+        lines += [f"### {package} {version}", ""]
+        for licence, group in licences.items():
+            titles = "; ".join(f"\"{e.title}\"" for e in group)
+            lines.append(f"- {licence} ({len(group)} track{'s' if len(group) > 1 else ''}): {titles}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_pool_credits(entries: Iterable[PoolEntry], path: str | os.PathLike[str]) -> None:
+    """Write :func:`pool_credits` to ``path``, atomically (refusing reserved entries before writing)."""
+    text = pool_credits(entries)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- the pool CSV
