@@ -102,11 +102,14 @@ def recipe(name: str, args: argparse.Namespace, device: torch.device) -> tuple[M
     else:
         model = ModelConfig()  # Swin-T, time folding, 256 x 256
         config = PretrainConfig(batch_size=128 if device.type == "cuda" else 8)
-    batch = args.batch_size or config.batch_size
-    # MoCo needs K a multiple of the batch; the smallest such K at least the recipe's.
-    K = -(-config.K // batch) * batch
     bf16 = {"auto": config.bf16, "off": False, "force": True}[args.bf16]
-    return model, replace(config, batch_size=batch, K=K, bf16=bf16, compile=args.compile or config.compile)
+    config = replace(config, bf16=bf16, compile=args.compile or config.compile)
+    return model, at_batch(config, args.batch_size or config.batch_size)
+
+
+def at_batch(config: PretrainConfig, batch: int) -> PretrainConfig:
+    """``config`` at batch ``batch``; MoCo needs K a multiple of the batch: the smallest such K at least the recipe's."""
+    return replace(config, batch_size=batch, K=-(-config.K // batch) * batch)
 
 
 def measure(model: ModelConfig, config: PretrainConfig, args: argparse.Namespace, device: torch.device,
@@ -227,9 +230,7 @@ def largest_batch(model: ModelConfig, config: PretrainConfig, args: argparse.Nam
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         try:
-            K = -(-config.K // batch_size) * batch_size
-            rate, flops_per_sample = measure(model, replace(config, batch_size=batch_size, K=K), args, device,
-                                             references=False)
+            rate, flops_per_sample = measure(model, at_batch(config, batch_size), args, device, references=False)
         except torch.cuda.OutOfMemoryError:
             # The failed call's tensors die with its frame; collect them, then hand the cached
             # blocks back so the report (and any later run) starts from an empty device.

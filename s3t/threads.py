@@ -10,14 +10,15 @@ the kernel would have given to useful work. Linux groups the processes of each t
 whatever its ``nice`` level.
 
 Measured on the 2-core development machine with the default pre-training step, idle and beside one
-busy loop of another session (``python bench/bench_contention.py``, BENCHMARKS.md has the runs):
-libgomp's default ran 43.7 samples/s idle and 3.7 beside the busy loop (0.08x). Sleeping at once
-(``OMP_WAIT_POLICY=PASSIVE``) kept 0.53x beside it but cost idle speed (0.91-0.93x in paired
-runs): on this virtual machine every wake-up of a sleeping thread is slow, and an eager step starts
-thousands of parallel regions. Polling 4,000 times first (about 0.1 ms, ``GOMP_SPINCOUNT=4000``)
-covers the gap between two operators of a running step, so an idle step does not sleep (1.03x and
-0.95x in two runs), and stops a waiting thread before it eats a preempted partner's share (0.44x
-beside the busy loop). That is what :func:`sleep_at_barriers` sets.
+busy loop of another session, in one run of ``python bench/bench_contention.py --steps 8``
+(BENCHMARKS.md): libgomp's default ran 47.5 samples/s idle and 3.7 beside the busy loop (0.08x).
+Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``) kept 0.62x of its idle speed beside it, but its idle
+speed was 0.85x of the default: on this virtual machine every wake-up of a sleeping thread is slow,
+and an eager step starts thousands of parallel regions. Polling 4,000 times first (about 0.1 ms,
+``GOMP_SPINCOUNT=4000``) covers the gap between two operators of a running step, so an idle step
+rarely sleeps (0.92x of the default in that run, within the run-to-run noise of these idle
+figures), and stops a waiting thread before it eats a preempted partner's share (0.51x of its idle
+speed beside the busy loop). That is what :func:`sleep_at_barriers` sets.
 
 libgomp reads these variables once, when the library is loaded (``import torch``), so this is an
 environment variable set before that import, not a call: entry points (the ``s3t`` command, the

@@ -20,7 +20,6 @@ duplicates dropped, packages skipped and why (exit 1 if none could be indexed).
 import argparse
 import sys
 import time
-from collections import defaultdict
 
 from _common import RAW, logger, params
 
@@ -84,7 +83,7 @@ class _EchoLog(list):
 
 def index_pool(argv: list[str]) -> int:
     """``--index-pool OUT.csv [--downloads DIR]``: build, write and summarize the Debian pool's index."""
-    from s3t.datasets.debian_pool import POOL_PACKAGES, build_pool_index, write_pool_index
+    from s3t.datasets.debian_pool import POOL_PACKAGES, build_pool_index, pool_totals, write_pool_index
 
     parser = argparse.ArgumentParser(prog="stages/download.py --index-pool",
                                      description="Fetch and index the Debian music pool (issue 31).")
@@ -100,20 +99,16 @@ def index_pool(argv: list[str]) -> int:
         print(f"--index-pool: {err}", file=sys.stderr)
         return 1
     write_pool_index(kept, args.out)
-    tracks: dict[str, int] = defaultdict(int)
-    seconds: dict[str, float] = defaultdict(float)
-    for e in kept:
-        tracks[e.package] += 1
-        seconds[e.package] += e.duration_s
+    totals = pool_totals(kept)
     skipped = [line for line in log if line.startswith("skipped ")]
     indexed = [line for line in log if line.startswith("indexed ")]
     print(f"\nwrote {args.out} in {time.perf_counter() - started:.0f} s")
     print("package,version,tracks,minutes (after de-duplication across packages)")
     for name, version in POOL_PACKAGES:
-        if name in tracks:
-            print(f"{name},{version},{tracks[name]},{seconds[name] / 60:.1f}")
-    print(f"packages indexed: {len(indexed)} of {len(POOL_PACKAGES)} ({len(tracks)} with tracks)")
-    print(f"tracks: {len(kept)}, hours: {sum(seconds.values()) / 3600:.2f}")
+        if name in totals:
+            print(f"{name},{version},{totals[name][0]},{totals[name][1] / 60:.1f}")
+    print(f"packages indexed: {len(indexed)} of {len(POOL_PACKAGES)} ({len(totals)} with tracks)")
+    print(f"tracks: {len(kept)}, hours: {sum(t[1] for t in totals.values()) / 3600:.2f}")
     print(f"duplicates dropped: {len(dropped)}")
     for first, copy in dropped:
         print(f"  {copy.track} = {first.track}")

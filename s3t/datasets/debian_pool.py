@@ -917,13 +917,27 @@ def pool_credits(entries: Iterable[PoolEntry]) -> str:
     return "\n".join(lines)
 
 
-def write_pool_credits(entries: Iterable[PoolEntry], path: str | os.PathLike[str]) -> None:
-    """Write :func:`pool_credits` to ``path``, atomically (refusing reserved entries before writing)."""
-    text = pool_credits(entries)
+def _write_text_atomic(text: str, path: str | os.PathLike[str]) -> None:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in its folder, so a file under
+    the final name is always complete."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8", newline="")
     os.replace(tmp, path)
+
+
+def write_pool_credits(entries: Iterable[PoolEntry], path: str | os.PathLike[str]) -> None:
+    """Write :func:`pool_credits` to ``path``, atomically (refusing reserved entries before writing)."""
+    _write_text_atomic(pool_credits(entries), path)
+
+
+def pool_totals(entries: Iterable[PoolEntry]) -> dict[str, tuple[int, float]]:
+    """package -> (tracks, seconds of music) over ``entries``, in the order packages first appear."""
+    totals: dict[str, tuple[int, float]] = {}
+    for e in entries:
+        tracks, seconds = totals.get(e.package, (0, 0.0))
+        totals[e.package] = (tracks + 1, seconds + e.duration_s)
+    return totals
 
 
 # ----------------------------------------------------------------------------- the pool CSV
@@ -944,13 +958,11 @@ def write_pool_index(entries: Iterable[PoolEntry], path: str | os.PathLike[str])
     for e in entries:
         check_usable(e.package, e.member, where=f"the entry {e.track}")
         rows.append([e.package, e.version, e.member, e.sha256, f"{e.duration_s:.3f}", e.licence, e.title, e.format])
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(POOL_COLUMNS)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(POOL_COLUMNS)
+    writer.writerows(rows)
+    _write_text_atomic(text.getvalue(), path)
 
 
 def _row_entry(row: dict[str, str | None], where: str) -> PoolEntry:

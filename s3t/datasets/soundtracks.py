@@ -87,7 +87,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from s3t.datasets.debian_pool import check_usable
+from s3t.datasets.debian_pool import check_usable, find_pool_deb
 from s3t.datasets.download import DOWNLOADS_DIR, ChecksumError, DownloadError
 
 __all__ = [
@@ -397,11 +397,11 @@ def _packages(entries: Sequence[IndexEntry]) -> dict[str, str]:
 
 
 def _find_deb(downloads: Path, package: str, version: str) -> Path | None:
-    """The .deb of ``package`` in ``downloads``: the indexed version's file name first, else any version."""
-    # Debian file names replace the epoch's ':' with '%3a'.
-    exact = sorted(downloads.glob(f"{package}_{version.replace(':', '%3a')}_*.deb"))
-    if exact:
-        return exact[0]
+    """The .deb of ``package`` in ``downloads``: the indexed version's file first
+    (:func:`s3t.datasets.debian_pool.find_pool_deb`), else any version."""
+    exact = find_pool_deb(downloads, package, version)
+    if exact is not None:
+        return exact
     other = sorted(downloads.glob(f"{package}_*.deb"))
     return other[0] if other else None
 
