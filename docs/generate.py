@@ -1,10 +1,10 @@
 """Write the generated parts of the documentation from the pipeline's outputs: README.md's results
 (between its `<!-- BEGIN generated results -->` and `<!-- END generated results -->` lines, from
-metrics/ and params.yaml) and docs/research.md (from the studies' committed exports,
-docs/studies/<name>.json; see docs/study.py).
+metrics/ and params.yaml), docs/research.md (from the studies' committed exports,
+docs/studies/<name>.json; see docs/study.py) and CREDITS.md (from the shipped Debian pool index).
 
-    python docs/generate.py           # rewrite both
-    python docs/generate.py --check   # exit 1 when either differs from what the files give (make test checks it)
+    python docs/generate.py           # rewrite all three
+    python docs/generate.py --check   # exit 1 when one differs from what the files give (make test checks it)
 """
 
 from __future__ import annotations
@@ -80,6 +80,22 @@ def research_page(root: Path = ROOT) -> str:
     return "\n".join(out)
 
 
+CREDITS_INTRO = """# Credits
+
+The music this project fetches from Debian, per package and per track with the licence each package's
+copyright file gives it; written by `python docs/generate.py` from the shipped pool index
+(`s3t/datasets/splits/debian_pool_index.csv`), do not edit. Every run also writes the credits of the
+music it used beside it (`data/raw/<dataset>/CREDITS.md`).
+"""
+
+
+def credits_page() -> str:
+    from s3t.datasets.debian_pool import pool_credits, read_pool_index
+
+    index = ROOT / "s3t" / "datasets" / "splits" / "debian_pool_index.csv"
+    return CREDITS_INTRO + "\n" + pool_credits(read_pool_index(index))
+
+
 def readme_text(root: Path = ROOT) -> str:
     text = (root / "README.md").read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
@@ -92,12 +108,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only say whether the files are up to date")
     args = parser.parse_args()
-    wanted = {ROOT / "README.md": readme_text(), ROOT / "docs" / "research.md": research_page()}
+    wanted = {ROOT / "README.md": readme_text(), ROOT / "docs" / "research.md": research_page(),
+              ROOT / "CREDITS.md": credits_page()}
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
     if args.check:
         if stale:
-            sys.exit(f"{', '.join(str(p.relative_to(ROOT)) for p in stale)} differ from what metrics/ and docs/studies/ "
-                     "give; run `python docs/generate.py`")
+            sys.exit(f"{', '.join(str(p.relative_to(ROOT)) for p in stale)} differ from what metrics/, docs/studies/ "
+                     "and the pool index give; run `python docs/generate.py`")
         return
     for path in stale:
         path.write_text(wanted[path], encoding="utf-8")

@@ -5,7 +5,10 @@ own folder of audio for pre-training, placed by hand in data/raw/unlabeled/. `so
 fetches Debian packages (apt-get download, or .deb files placed in data/raw/soundtracks/downloads/),
 extracts and verifies their music and cuts it into the task's clips (manifest.csv) and the
 pre-training clips (unlabeled/), leaving out the transfer task's packages; `transfer` fetches those
-packages the same way and cuts them into the transfer task's clips, labelled by package.
+packages the same way and cuts them into the transfer task's clips, labelled by package. Which task:
+`soundtracks.task` pool (s3t.datasets.pool_task: the packages of the pool index with
+`soundtracks.min_tracks` tracks, pre-training on `soundtracks.pool_hours` of the pool) or five (the
+five-class task of s3t.datasets.soundtracks, with `soundtracks.pretraining_packages`).
 
 `python stages/download.py --check soundtracks` only says whether the soundtracks can be fetched
 here (exit 0) or not (exit 3, with the reason): `make run` uses it to choose its data.
@@ -28,8 +31,19 @@ from s3t.corpus import GENRES, generate_corpus
 from s3t.datasets import write_dataset_manifest
 from s3t.datasets.debian import DebError
 from s3t.datasets.download import ArchiveError, DownloadError, fetch_dataset
+from s3t.datasets.pool_task import pool_task_entries, pool_transfer_entries
 from s3t.datasets.soundtracks import (fetch_soundtracks, make_clips, pretraining_entries, soundtracks_available,
                                       transfer_entries, transfer_plan)
+
+
+def soundtrack_entries(section: dict, transfer: dict) -> list:
+    """The soundtracks dataset's index entries: the pool task (``soundtracks.task: pool``) or the
+    five-class task (``five``)."""
+    if section["task"] == "five":
+        return pretraining_entries(section["pretraining_packages"], transfer["packages"])
+    if section["task"] != "pool":
+        raise ValueError(f"soundtracks.task must be pool or five, got {section['task']!r}")
+    return pool_task_entries(transfer["packages"], min_tracks=section["min_tracks"], pool_hours=section["pool_hours"])
 
 
 def main(dataset: str) -> None:
@@ -43,12 +57,13 @@ def main(dataset: str) -> None:
         section, transfer = params("soundtracks", "transfer")
         try:
             if dataset == "soundtracks":
-                entries, plan = pretraining_entries(section["pretraining_packages"], transfer["packages"]), None
+                entries, plan = soundtrack_entries(section, transfer), None
             else:
-                entries = transfer_entries(transfer["packages"])
+                entries = transfer_entries(transfer["packages"]) if section["task"] == "five" else \
+                    pool_transfer_entries(transfer["packages"])
                 plan = transfer_plan(entries, section["clip_seconds"], transfer["clips_per_track"])
         except ValueError as err:
-            sys.exit(f"params.yaml transfer: {err}")
+            sys.exit(f"params.yaml soundtracks/transfer: {err}")
         try:
             fetched = fetch_soundtracks(root, entries)
             log.info("tracks: %s", fetched)
@@ -123,8 +138,11 @@ if __name__ == "__main__":
         sys.exit(index_pool(sys.argv[1:]))
     if sys.argv[1] == "--check":
         section, transfer = params("soundtracks", "transfer")
-        ok, why = soundtracks_available(RAW / "soundtracks", pretraining_entries(section["pretraining_packages"],
-                                                                                 transfer["packages"]))
+        try:
+            entries = soundtrack_entries(section, transfer)
+        except ValueError as err:
+            sys.exit(f"params.yaml soundtracks/transfer: {err}")
+        ok, why = soundtracks_available(RAW / "soundtracks", entries)
         print(why)
         sys.exit(0 if ok else 3)
     main(sys.argv[1])

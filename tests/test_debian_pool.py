@@ -675,3 +675,33 @@ def test_pool_credits_group_each_packages_tracks_by_licence(tmp_path, indexed):
     with pytest.raises(ReservedPackageError):
         debian_pool.write_pool_credits([*kept, _pool_entry("supertuxkart-data", RABBIT)], tmp_path / "bad.md")
     assert not (tmp_path / "bad.md").exists()
+
+
+# ----------------------------------------------------------------------------- extracting indexed members
+
+
+def test_extract_members_writes_each_indexed_file_also_from_inside_a_zip(tmp_path, debs, indexed):
+    import hashlib
+
+    entries = indexed["demo"][0]
+    assert any("!" in e.member for e in entries)  # music.pk3!music/cave.ogg
+    written = debian_pool.extract_members(debs["demo"], [e.member for e in entries], tmp_path / "out")
+    assert list(written) == [e.member for e in entries]
+    for e in entries:
+        assert hashlib.sha256(written[e.member].read_bytes()).hexdigest() == e.sha256
+        assert written[e.member] == tmp_path / "out" / e.member
+    # Only the requested files: the zip's texture and the zip itself are not left behind.
+    left = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert left == sorted(e.member for e in entries)
+
+
+def test_extract_members_refuses_a_reserved_file_missing_zip_members_and_unsafe_zip_paths(tmp_path, debs):
+    with pytest.raises(ReservedPackageError):
+        debian_pool.extract_members(debs["stk"], [RABBIT], tmp_path / "stk")
+    assert not (tmp_path / "stk").exists()
+    with pytest.raises(DebError, match="music/absent.ogg is not in its zip member"):
+        debian_pool.extract_members(debs["demo"], ["usr/share/games/demo/data/music.pk3!music/absent.ogg"], tmp_path / "a")
+    with pytest.raises(DebError, match="unsafe path inside the zip"):
+        debian_pool.extract_members(debs["demo"], ["usr/share/games/demo/data/music.pk3!../../x.ogg"], tmp_path / "b")
+    with pytest.raises(DebError, match="unreadable"):
+        debian_pool.extract_members(debs["demo"], ["usr/share/games/demo/level.data!x.ogg"], tmp_path / "c")

@@ -16,6 +16,7 @@ import soundfile
 import yaml
 
 from s3t.datasets.download import ChecksumError, DownloadError, UnsafeArchiveError
+from s3t.datasets.pool_task import pool_task_entries
 from s3t.datasets.soundtracks import (
     PACKAGES, TRANSFER_PACKAGES, IndexEntry, clip_plan, fetch_soundtracks, make_clips, pretraining_entries, read_index,
     soundtracks_available, split_tracks, transfer_entries, transfer_plan,
@@ -281,7 +282,7 @@ def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
     (tmp_path / "stages").mkdir()
     for name in ("_common.py", "download.py"):
         shutil.copy(root / "stages" / name, tmp_path / "stages" / name)
-    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")  # soundtracks.pretraining_packages
+    shutil.copy(root / "params.yaml", tmp_path / "params.yaml")  # soundtracks.task and its pool
     empty = tmp_path / "bin"
     empty.mkdir()
     check = [sys.executable, str(tmp_path / "stages" / "download.py"), "--check", "soundtracks"]
@@ -293,9 +294,12 @@ def test_make_runs_availability_check_says_why_it_falls_back(tmp_path):
     (empty / "apt-get").write_text("#!/bin/sh\nexit 0\n")
     (empty / "apt-get").chmod(0o755)
     done = subprocess.run(check, env={"PATH": str(empty), **kept}, capture_output=True, text=True, timeout=120)
-    chosen = yaml.safe_load((root / "params.yaml").read_text())["soundtracks"]["pretraining_packages"]
-    packages = len({e.package for e in read_index(pretraining_packages=chosen)})
-    assert done.returncode == 0 and f"apt-get can fetch {packages} package(s)" in done.stdout
+    composed = yaml.safe_load((root / "params.yaml").read_text())
+    section, transfer = composed["soundtracks"], composed["transfer"]
+    assert section["task"] == "pool"
+    packages = len({e.package for e in pool_task_entries(transfer["packages"], min_tracks=section["min_tracks"],
+                                                        pool_hours=section["pool_hours"])})
+    assert packages >= 15 and done.returncode == 0 and f"apt-get can fetch {packages} package(s)" in done.stdout
 
 
 # ----------------------------------------------------------------------------- the transfer task

@@ -116,6 +116,7 @@ __all__ = [
     "build_pool_index",
     "check_usable",
     "deduplicate",
+    "extract_members",
     "find_pool_deb",
     "index_deb",
     "is_reserved",
@@ -787,6 +788,66 @@ def find_pool_deb(downloads: str | os.PathLike[str], package: str, version: str)
         if found:
             return found[0]
     return None
+
+
+def extract_members(
+    deb: str | os.PathLike[str], members: Iterable[str], dest: str | os.PathLike[str]
+) -> dict[str, Path]:
+    """Extract the named files of a package into ``dest``, as the pool index names them: a plain
+    package path (:func:`s3t.datasets.debian.extract_deb_members`), or ``<archive>!<path in the zip>``
+    for a file inside a zip member, written to ``dest/<archive>!<path in the zip>`` (a folder named
+    after the archive and the ``!``; the archive itself is extracted to a temporary folder and removed).
+
+    Returns:
+        member -> written file, for every member requested.
+
+    Raises:
+        ReservedPackageError: a requested member is reserved (by the package's file name); nothing is read.
+        DebError / UnsafeArchiveError: as :func:`~s3t.datasets.debian.extract_deb_members`; also a
+            requested file missing from its zip, an unsafe path inside one, or an unreadable zip.
+    """
+    import zipfile
+    import zlib
+
+    from s3t.datasets.debian import extract_deb_members
+
+    deb, dest = Path(deb), Path(dest)
+    package = deb.name.split("_", 1)[0]
+    wanted = list(dict.fromkeys(members))
+    for member in wanted:
+        check_usable(package, member, where=str(deb))
+    inner: dict[str, list[str]] = {}
+    plain = []
+    for member in wanted:
+        archive, sep, path = member.partition("!")
+        if sep:
+            if path.startswith(("/", "\\")) or ".." in re.split(r"[\\/]", path) or not path:
+                raise DebError(f"{deb}: unsafe path inside the zip {archive}: {path!r}")
+            inner.setdefault(archive, []).append(path)
+        else:
+            plain.append(member)
+    written = extract_deb_members(deb, plain, dest) if plain else {}
+    if inner:
+        with tempfile.TemporaryDirectory(dir=dest if dest.is_dir() else None) as scratch:
+            archives = extract_deb_members(deb, list(inner), scratch)
+            for archive, paths in inner.items():
+                try:
+                    with zipfile.ZipFile(archives[posixpath.normpath(archive)]) as opened:
+                        names = set(opened.namelist())
+                        for path in paths:
+                            if path not in names:
+                                raise DebError(f"{deb}: {path} is not in its zip member {archive}")
+                            target = dest / f"{archive}!{path}"
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            tmp = target.with_name(f".{target.name}.tmp")
+                            with opened.open(path) as src, tmp.open("wb") as out:
+                                shutil.copyfileobj(src, out, CHUNK_BYTES)
+                            os.chmod(tmp, 0o644)
+                            os.replace(tmp, target)
+                            written[f"{archive}!{path}"] = target
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as err:
+                    raise DebError(f"{deb}: its zip member {archive} is unreadable: {err}") from err
+    return {member: written[member if "!" in member else posixpath.normpath(member)] for member in wanted}
 
 
 def build_pool_index(

@@ -85,9 +85,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
-from s3t.datasets.debian_pool import check_usable, find_pool_deb
+from s3t.datasets.debian_pool import check_usable, extract_members, find_pool_deb
 from s3t.datasets.download import DOWNLOADS_DIR, ChecksumError, DownloadError
 
 __all__ = [
@@ -201,6 +201,9 @@ class IndexEntry:
     licence: str
     title: str
     split: str  # train / valid / test for task tracks, "" for pre-training-only tracks
+    # Whether the track's pieces outside the test split are pre-training clips (the pool task's
+    # pool_hours leaves some task tracks out of pre-training; s3t.datasets.pool_task).
+    pretrain: bool = True
 
     @property
     def track(self) -> str:
@@ -298,16 +301,18 @@ def index_package(tree: str | os.PathLike[str], package: str, version: str) -> l
     return entries
 
 
-def split_tracks(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
+def split_tracks(entries: Sequence[IndexEntry], task_packages: Collection[str] | None = None) -> list[IndexEntry]:
     """Assign each track its task split (see the module docstring); returns new entries, same order.
 
-    Per package with a class: tracks of at least :data:`TASK_MIN_SECONDS` ordered by sha256, the
+    Per package with a class (one of ``task_packages``; None: every package but those of
+    :data:`PACKAGES` without a label): tracks of at least :data:`TASK_MIN_SECONDS` ordered by sha256, the
     first ``round(0.2 n)`` test, the next ``round(0.2 n)`` valid, the rest train; shorter tracks,
     and every track of a package without a class, get ``""`` (pre-training only).
     """
     splits: dict[str, str] = {}
     for package in sorted({e.package for e in entries}):
-        if package in PACKAGES and not PACKAGES[package].label:
+        has_class = package in task_packages if task_packages is not None else PACKAGES.get(package, _UNLISTED).label
+        if not has_class:
             continue
         task = sorted((e for e in entries if e.package == package and e.duration_s >= TASK_MIN_SECONDS), key=lambda e: e.sha256)
         n_test, n_valid = round(TEST_FRACTION * len(task)), round(VALID_FRACTION * len(task))
@@ -315,6 +320,9 @@ def split_tracks(entries: Sequence[IndexEntry]) -> list[IndexEntry]:
             splits[e.track] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
     return [IndexEntry(**{**e.__dict__, "split": splits.get(e.track, "")}) for e in entries]
 
+
+# A package missing from PACKAGES has a class (its name) unless task_packages says otherwise.
+_UNLISTED = SoundtrackPackage("", "unlisted", (), "", "", "")
 
 TRANSFER_PACKAGES = ("flare-game", "marsshooter-data", "pushover-data")
 """The transfer task's packages in the default pipeline (``transfer.packages``)."""
@@ -520,7 +528,7 @@ def fetch_soundtracks(
         DebError / UnsafeArchiveError: a .deb is unreadable or has a dangerous member.
         ReservedPackageError: an entry names a reserved package or file; nothing is read or written.
     """
-    from s3t.datasets.debian import deb_info, extract_deb_members
+    from s3t.datasets.debian import deb_info
 
     entries = read_index() if entries is None else list(entries)
     for e in entries:
@@ -559,7 +567,7 @@ def fetch_soundtracks(
         shutil.rmtree(staging, ignore_errors=True)
         try:
             found = deb_info(deb)
-            written = extract_deb_members(deb, [e.path for e in wanted], staging)
+            written = extract_members(deb, [e.path for e in wanted], staging)
             for e in wanted:
                 actual = _sha256(written[e.path])
                 if actual != e.sha256:
@@ -596,7 +604,8 @@ def write_credits(entries: Sequence[IndexEntry], path: str | os.PathLike[str]) -
         lines += [f"## {package} {version}", ""]
         if info is not None:
             lines += [f"- Copyright: {info.copyright}", f"- Licence: {info.licence}", f"- Home page: {info.homepage}"]
-        lines += [f"- Tracks ({len(own)}): " + "; ".join(f"\"{e.title}\"" for e in own), ""]
+        # Without a package record (the pool's packages), each track's licence from the index.
+        lines += [f"- Tracks ({len(own)}): " + "; ".join(f"\"{e.title}\"" + ("" if info else f" ({e.licence})") for e in own), ""]
     tmp = Path(path).with_name(Path(path).name + ".tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     os.replace(tmp, path)
@@ -637,7 +646,7 @@ def clip_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECONDS)
             for s in (round(s, 3) for s in starts):
                 end = min(d, s + clip_seconds)
                 clips.append(Clip(e, f"clips/{e.package}/{stem}--{_span(s, end)}.flac", s, end, e.split))
-        if e.split != "test":
+        if e.split != "test" and e.pretrain:
             k = 0
             while k * clip_seconds < d:
                 s, end = k * clip_seconds, min(d, (k + 1) * clip_seconds)
