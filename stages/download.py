@@ -65,7 +65,7 @@ def main(dataset: str) -> None:
         except ValueError as err:
             sys.exit(f"params.yaml soundtracks/transfer: {err}")
         try:
-            fetched = fetch_soundtracks(root, entries)
+            fetched = fetch_soundtracks(root, entries, workers=section["workers"])
             log.info("tracks: %s", fetched)
             log.info("clips: %s", make_clips(root, entries, clip_seconds=section["clip_seconds"], workers=section["workers"],
                                              plan=plan))

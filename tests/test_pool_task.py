@@ -155,3 +155,11 @@ def test_a_tiny_pool_is_fetched_from_debs_and_zips_and_cut_into_the_task_and_the
     assert [e.split for e in none] == [e.split for e in entries] and not any(e.pretrain for e in none)
     transfer = pool_transfer_entries(["gamma-data", "delta-data"], path=index)
     assert {e.package for e in transfer} == {"gamma-data", "delta-data"}
+
+
+def test_two_tracks_of_one_package_with_one_title_get_clips_of_different_names():
+    entries = pool_task_entries(pool_hours=None)
+    titles = collections.Counter((e.package, e.title) for e in entries)
+    assert any(n > 1 for n in titles.values())  # hyperrogue-music's two "Living Caves"
+    paths = [c.path for c in clip_plan(entries)] + [c.path for c in transfer_plan(pool_transfer_entries())]
+    assert len(paths) == len(set(paths))

@@ -74,6 +74,7 @@ function here that could fetch or read a package: :func:`read_index` (a row nami
 
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import json
@@ -372,8 +373,9 @@ def transfer_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECO
         for i, e in enumerate(tracks):
             split_of[e.track] = ("train", "train", "train", "valid", "test")[i % 5]
     clips = []
+    stems = _stems(entries, str)
     for e in entries:
-        d, stem = e.duration_s, f"{e.package}--{_slug(e.title)}"
+        d, stem = e.duration_s, stems[e.track]
         n = max(1, int(d // clip_seconds))
         n = n if clips_per_track is None else min(n, clips_per_track)
         spare = max(0.0, d - n * clip_seconds)
@@ -494,12 +496,43 @@ def _stamp(path: Path) -> list:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _extract_package(job: tuple[Path, Path, list[IndexEntry]]) -> dict[str, list]:
+    """Extract the ``wanted`` files of one .deb into ``tracks/<package>/``, each verified against the
+    index (worker process of :func:`fetch_soundtracks`). Returns track -> its verification record."""
+    from s3t.datasets.debian import deb_info
+
+    deb, tracks, wanted = job
+    package = wanted[0].package
+    staging = tracks / f".extract-{package}"
+    shutil.rmtree(staging, ignore_errors=True)
+    records: dict[str, list] = {}
+    try:
+        found = deb_info(deb)
+        written = extract_members(deb, [e.path for e in wanted], staging)
+        for e in wanted:
+            actual = _sha256(written[e.path])
+            if actual != e.sha256:
+                raise ChecksumError(
+                    f"{e.path} from {deb.name} (package {found.package} version {found.version}) has sha256 "
+                    f"{actual}, but the index of version {e.version} expects {e.sha256}. Put "
+                    f"{e.deb_name} in {deb.parent} (and remove {deb.name}), then run again."
+                )
+            target = tracks / e.package / e.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(written[e.path], target)
+            records[e.track] = [*_stamp(target), e.sha256]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return records
+
+
 def fetch_soundtracks(
     root: str | os.PathLike[str],
     entries: Sequence[IndexEntry] | None = None,
     *,
     apt_get: str | None = "apt-get",
     timeout: float = 20.0,
+    workers: int = 2,
 ) -> dict[str, object]:
     """Make ``<root>/tracks/`` hold every indexed music file, verified; fetch only what is missing.
 
@@ -516,6 +549,8 @@ def fetch_soundtracks(
         entries: the index (default: the shipped one).
         apt_get: the apt client to call, or None never to call one.
         timeout: seconds for apt-get's connections (the call itself may take three times this).
+        workers: processes extracting packages side by side (0: in this process); decompressing
+            ``data.tar.xz`` takes one core per package.
 
     Returns:
         counts and seconds per phase, for the stage's log.
@@ -528,8 +563,6 @@ def fetch_soundtracks(
         DebError / UnsafeArchiveError: a .deb is unreadable or has a dangerous member.
         ReservedPackageError: an entry names a reserved package or file; nothing is read or written.
     """
-    from s3t.datasets.debian import deb_info
-
     entries = read_index() if entries is None else list(entries)
     for e in entries:
         check_usable(e.package, e.path)
@@ -561,27 +594,16 @@ def fetch_soundtracks(
     times["download_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    for package, deb in debs.items():
-        wanted = [e for e in missing if e.package == package]
-        staging = tracks / f".extract-{package}"
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            found = deb_info(deb)
-            written = extract_members(deb, [e.path for e in wanted], staging)
-            for e in wanted:
-                actual = _sha256(written[e.path])
-                if actual != e.sha256:
-                    raise ChecksumError(
-                        f"{e.path} from {deb.name} (package {found.package} version {found.version}) has sha256 "
-                        f"{actual}, but the index of version {e.version} expects {e.sha256}. Put "
-                        f"{e.deb_name} in {deb.parent} (and remove {deb.name}), then run again."
-                    )
-                target = tracks / e.package / e.path
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(written[e.path], target)
-                verified[e.track] = [*_stamp(target), e.sha256]
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    # Largest package first, so that the processes finish together.
+    jobs = sorted(((deb, tracks, [e for e in missing if e.package == package]) for package, deb in debs.items()),
+                  key=lambda job: -job[0].stat().st_size)
+    if workers > 0 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            records = list(pool.map(_extract_package, jobs))
+    else:
+        records = [_extract_package(job) for job in jobs]
+    for (deb, _, wanted), record in zip(jobs, records):
+        verified.update(record)
         log.append(f"extracted {len(wanted)} file(s) of {deb.name}")
     tmp = tracks / f"{_VERIFIED}.tmp"
     tmp.write_text(json.dumps(verified, indent=0, sort_keys=True), encoding="utf-8")
@@ -630,12 +652,22 @@ def _clip_prefix(package: str) -> str:
     return info.label if info is not None and info.label else package
 
 
+def _stems(entries: Sequence[IndexEntry], prefix) -> dict[str, str]:
+    """track -> the stem of its clips' names, ``<prefix>--<title>``; where two tracks of a package
+    share a title (hyperrogue-music has two "Living Caves"), ``-<sha256[:8]>`` follows the title, so
+    no two tracks' clips share a name."""
+    stems = {e.track: f"{prefix(e.package)}--{_slug(e.title)}" for e in entries}
+    repeated = {stem for stem, n in collections.Counter(stems.values()).items() if n > 1}
+    return {e.track: f"{stems[e.track]}-{e.sha256[:8]}" if stems[e.track] in repeated else stems[e.track] for e in entries}
+
+
 def clip_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECONDS) -> list[Clip]:
     """Every clip of the dataset: task clips of the train/valid/test tracks, and pre-training
     clips of every track not in the test split (see the module docstring for the positions)."""
     clips: list[Clip] = []
+    stems = _stems(entries, _clip_prefix)
     for e in entries:
-        d, stem = e.duration_s, f"{_clip_prefix(e.package)}--{_slug(e.title)}"
+        d, stem = e.duration_s, stems[e.track]
         if e.split:
             n = 3 if d >= 3 * clip_seconds else 2
             spare = d - n * clip_seconds
