@@ -20,6 +20,7 @@ split: settings are chosen there.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -146,9 +147,14 @@ class Column:
 
 
 def default_columns(dataset: str = "soundtracks", transfer: str = "transfer") -> list[Column]:
-    """The folds' and the transfer task's S3T top-1 and the differences the targets read."""
-    cv, tr = f"metrics/{dataset}/cv.json", f"metrics/{transfer}/cv.json"
+    """The task's validation top-1 of S3T, Random-Init and the hand-crafted statistics (the probes at
+    100 % labels, no interval), and the folds' and the transfer task's S3T top-1 with the differences
+    the targets read."""
+    cv, tr, probe = f"metrics/{dataset}/cv.json", f"metrics/{transfer}/cv.json", f"metrics/{dataset}/probe_100.json"
     return [
+        Column("valid: S3T", probe, ("s3t", "valid", "top1")),
+        Column("valid: Random-Init", probe, ("random_init", "valid", "top1")),
+        Column("valid: hand-crafted", probe, ("handcrafted", "valid", "top1")),
         Column("folds: S3T", cv, ("s3t", "top1")),
         Column("folds: S3T - Random-Init", cv, ("s3t_minus_random_init", "top1"), True),
         Column("folds: S3T - hand-crafted", cv, ("s3t_minus_handcrafted", "top1"), True),
@@ -186,8 +192,11 @@ def study_table(runs: Sequence[Mapping[str, Any]], columns: Sequence[Column]) ->
             if not found:
                 row.append("not run")
                 continue
-            cell = format_interval(mean(v[0] for v in found), mean(v[1] for v in found), mean(v[2] for v in found),
-                                   signed=column.signed)
+            if all(math.isnan(v[1]) for v in found):  # a value without an interval (validation top-1)
+                cell = f"{100 * mean(v[0] for v in found):{'+' if column.signed else ''}.1f}"
+            else:
+                cell = format_interval(mean(v[0] for v in found), mean(v[1] for v in found), mean(v[2] for v in found),
+                                       signed=column.signed)
             if len(found) > 1:
                 low, high = min(v[0] for v in found), max(v[0] for v in found)
                 cell += f" ({100 * low:.1f} to {100 * high:.1f})"

@@ -163,3 +163,9 @@ def test_two_tracks_of_one_package_with_one_title_get_clips_of_different_names()
     assert any(n > 1 for n in titles.values())  # hyperrogue-music's two "Living Caves"
     paths = [c.path for c in clip_plan(entries)] + [c.path for c in transfer_plan(pool_transfer_entries())]
     assert len(paths) == len(set(paths))
+
+
+def test_no_row_of_the_shipped_index_is_one_the_drop_rules_drop():
+    from s3t.datasets.debian_pool import _dropped_by
+
+    assert not [(e.package, e.path) for e in pool_index_entries() if _dropped_by(e.package, e.path)]

@@ -76,3 +76,10 @@ def test_export_names_the_missing_runs_and_study_files_are_checked(exp_show):
         read_exp_show({"rev": "workspace"})
     assert experiment_name("recipe", "T 0.5", 1) == "recipe--T_0.5--seed1"
     assert STUDY.runs()[1] == ("t--default--seed1", ["seed=1"])
+
+
+def test_a_value_without_an_interval_is_shown_as_the_mean_with_the_range_over_seeds():
+    runs = [{"setting": "default", "seed": s, "metrics": {"probe.json": {"s3t": {"valid": {"top1": v}}}}}
+            for s, v in ((0, 0.70), (1, 0.75))]
+    header, rows = study_table(runs, [Column("valid: S3T", "probe.json", ("s3t", "valid", "top1"))])
+    assert rows == [["default", "0, 1", "72.5 (70.0 to 75.0)"]]

@@ -329,6 +329,10 @@ DROP_RULES = (
     DropRule(r"hyperrogue-music", r"(^|/)sounds/tada\.[^/]+$", "a HyperRogue sound effect, not music"),
     DropRule(r"ardentryst", r"(^|/)sounds/amb_[^/]+$", "an Ardentryst ambience loop, not music"),
     DropRule(r"btanks-data", r"(^|/)sounds/ambient/", "a Battle Tanks ambience loop, not music"),
+    # Found by decoding every task track of the pool (s3t.datasets.soundtracks._audible_seconds): two
+    # 84 s files in Colobot's music folder hold 20 s of sound and a minute of digital silence, so
+    # their later clips are silent (the soundtracks index left them out by audible length).
+    DropRule(r"colobot-common-sounds", r"(^|/)music01[01]\.[^/]+$", "a Colobot jingle: 20 s of sound, then silence"),
     # In its music folder, but left out of the facts table's 17 tracks (the only two it leaves out).
     DropRule(r"freedroidrpg-data", r"(^|/)(Ambience|AmbientBattle)\.[^/]+$", "a FreedroidRPG ambience loop"),
     # Any package: ambience loops of 30 s and more lie in sound-effect folders (flare-game's rain and
