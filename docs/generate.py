@@ -73,7 +73,7 @@ def research_page(root: Path = ROOT) -> str:
         if not export.is_file():
             out += ["Not run: no export yet.", ""]
             continue
-        header, rows = study_table(json.loads(export.read_text()), default_columns())
+        header, rows = study_table(json.loads(export.read_text()), default_columns(), list(study.settings))
         settings = "\n".join(f"- {name}: {' '.join(f'`{o}`' for o in overrides) or 'the pipeline default'}"
                              for name, overrides in study.settings.items())
         out += [markdown_table(header, rows), "", settings, ""]

@@ -3,6 +3,7 @@
     python docs/study.py run recipe      # dvc exp run each setting x seed of docs/studies/recipe.yaml, then export
     python docs/study.py export recipe   # only export: `dvc exp show --json` -> docs/studies/recipe.json, docs/research.md
     python docs/study.py list recipe     # print the `dvc exp run` commands, run nothing
+    python docs/study.py export data --partial   # export the runs there are; the others show as not run
 
 Each run is `dvc exp run -n <study>--<setting>--seed<N> -S <override> ... -S seed=<N>` in this
 workspace, one after the other; settings already run (an experiment of that name exists) are
@@ -70,9 +71,9 @@ def run(study: Study) -> None:
     subprocess.run([*DVC, "checkout", "--quiet"], cwd=ROOT, check=False)
 
 
-def write_export(study: Study) -> None:
+def write_export(study: Study, partial: bool = False) -> None:
     try:
-        runs = export(read_exp_show(exp_show()), study)
+        runs = export(read_exp_show(exp_show()), study, partial=partial)
     except StudyError as err:
         sys.exit(str(err))
     out = ROOT / "docs" / "studies" / f"{study.name}.json"
@@ -85,6 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("run", "export", "list"))
     parser.add_argument("study", help="a study of docs/studies/ (its file name without .yaml)")
+    parser.add_argument("--partial", action="store_true",
+                        help="export: leave out runs not made yet (the table shows them as not run)")
     args = parser.parse_args()
     study = load(args.study)
     if args.action == "list":
@@ -93,7 +96,7 @@ def main() -> None:
         return
     if args.action == "run":
         run(study)
-    write_export(study)
+    write_export(study, args.partial)
 
 
 if __name__ == "__main__":

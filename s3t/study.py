@@ -114,22 +114,25 @@ def read_exp_show(rows: Sequence[Mapping[str, Any]]) -> list[Experiment]:
     return out
 
 
-def export(experiments: Sequence[Experiment], study: Study) -> list[dict]:
+def export(experiments: Sequence[Experiment], study: Study, *, partial: bool = False) -> list[dict]:
     """The study's experiments as plain data for its committed JSON: name, setting, seed, the params
-    it overrides, and its metrics. Every run of the study must be there.
+    it overrides, and its metrics. Every run of the study must be there, unless ``partial`` (a study
+    stopped part-way: the runs not there are left out, and :func:`study_table` shows them as not run).
 
     Raises:
         StudyError: a run of the study is missing (say which, so it can be run again).
     """
     by_name = {e.name: e for e in experiments}
     missing = [name for name, _ in study.runs() if name not in by_name]
-    if missing:
+    if missing and not partial:
         raise StudyError(f"study {study.name}: no experiment {', '.join(missing)} in `dvc exp show`; run it "
                          "(docs/study.py run) or remove its setting or seed")
     out = []
     for setting, overrides in study.settings.items():
         for seed in study.seeds:
-            e = by_name[experiment_name(study.name, setting, seed)]
+            e = by_name.get(experiment_name(study.name, setting, seed))
+            if e is None:
+                continue
             keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides] + ["seed"]
             out.append({"name": e.name, "setting": setting, "seed": seed,
                         "params": {k: e.params.get(k) for k in keys}, "metrics": e.metrics})
@@ -175,18 +178,20 @@ def _lookup(metrics: Mapping[str, Any], column: Column) -> tuple[float, float, f
     return float(value), float(parent.get(f"{last}_low", "nan")), float(parent.get(f"{last}_high", "nan"))
 
 
-def study_table(runs: Sequence[Mapping[str, Any]], columns: Sequence[Column]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of a study: one row per setting (in the order of ``runs``), each cell the mean over
-    seeds "51.1 [44, 58]" (the mean of the runs' 95 % bounds) and the range over seeds in
-    parentheses where there are several; "not run" where no run has the value. ``runs``: what
-    :func:`export` gives."""
-    settings: dict[str, list[Mapping[str, Any]]] = {}
+def study_table(runs: Sequence[Mapping[str, Any]], columns: Sequence[Column],
+                settings_order: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a study: one row per setting (those of ``settings_order`` first, in that
+    order, then the others of ``runs``), each cell the mean over seeds "51.1 [44, 58]" (the mean of
+    the runs' 95 % bounds) and the range over seeds in parentheses where there are several; "not
+    run" where no run has the value (a whole row of them for a setting without runs). ``runs``:
+    what :func:`export` gives."""
+    settings: dict[str, list[Mapping[str, Any]]] = {name: [] for name in settings_order}
     for run in runs:
         settings.setdefault(run["setting"], []).append(run)
     header = ["setting", "seeds", *(c.title for c in columns)]
     rows = []
     for setting, group in settings.items():
-        row = [setting, ", ".join(str(r["seed"]) for r in group)]
+        row = [setting, ", ".join(str(r["seed"]) for r in group) or "none"]
         for column in columns:
             found = [v for v in (_lookup(r["metrics"], column) for r in group) if v is not None]
             if not found:

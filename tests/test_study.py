@@ -83,3 +83,11 @@ def test_a_value_without_an_interval_is_shown_as_the_mean_with_the_range_over_se
             for s, v in ((0, 0.70), (1, 0.75))]
     header, rows = study_table(runs, [Column("valid: S3T", "probe.json", ("s3t", "valid", "top1"))])
     assert rows == [["default", "0, 1", "72.5 (70.0 to 75.0)"]]
+
+
+def test_a_partial_export_leaves_missing_runs_out_and_the_table_shows_them_as_not_run(exp_show):
+    bigger = Study.from_dict("t", {"title": "T", "seeds": [0, 1, 2], "settings": {"default": [], "T 0.9": ["pretrain.T=0.9"]}})
+    runs = export(read_exp_show(exp_show), bigger, partial=True)
+    assert [(r["setting"], r["seed"]) for r in runs] == [("default", 0), ("default", 1)]
+    header, rows = study_table(runs, [Column("S3T", "cv.json", ("s3t", "top1"))], list(bigger.settings))
+    assert rows[0][:2] == ["default", "0, 1"] and rows[1] == ["T 0.9", "none", "not run"]
