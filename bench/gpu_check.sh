@@ -11,8 +11,10 @@
 #   bash bench/gpu_check.sh --fetch-wheels       soundfile, cffi, pycparser for CPython 3.12
 #                                                manylinux x86_64, pinned by constraints.txt (~1.6 MB)
 #   python bench/gpu_pack.py                     data/features/soundtracks (+ unlabeled) -> .gpu/soundtracks.pt,
-#                                                float16, time compressed 4x (~42 MB; /.gpu/ is in
-#                                                .git/info/exclude, .whl/ in .gitignore)
+#                                                float16, time compressed by the smallest factor that fits
+#                                                62 MB: 8x for the default 4 h pool (~40 MB), 16x after
+#                                                `dvc exp run -S soundtracks.pool_hours=null` (the whole
+#                                                pool, ~48 MB); /.gpu/ is in .git/info/exclude, .whl/ in .gitignore
 #
 # then on the device, with the carried paths `.whl` and `.gpu` (64 MiB in all):
 #

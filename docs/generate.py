@@ -1,7 +1,8 @@
 """Write the generated parts of the documentation from the pipeline's outputs: README.md's results
 (between its `<!-- BEGIN generated results -->` and `<!-- END generated results -->` lines, from
 metrics/ and params.yaml), docs/research.md (from the studies' committed exports,
-docs/studies/<name>.json; see docs/study.py) and CREDITS.md (from the shipped Debian pool index).
+docs/studies/<name>.json; see docs/study.py, and the data study's curve, docs/studies/data_curve.csv,
+for `dvc plots show`) and CREDITS.md (from the shipped Debian pool index).
 
     python docs/generate.py           # rewrite all three
     python docs/generate.py --check   # exit 1 when one differs from what the files give (make test checks it)
@@ -96,6 +97,54 @@ def credits_page() -> str:
     return CREDITS_INTRO + "\n" + pool_credits(read_pool_index(index))
 
 
+CURVE_COLUMNS = ("setting", "seed", "pool_hours", "samples", "valid_s3t", "valid_random_init", "valid_handcrafted",
+                 "folds_s3t_minus_random_init", "folds_s3t_minus_handcrafted",
+                 "transfer_s3t_minus_random_init", "transfer_s3t_minus_handcrafted")
+
+
+def data_curve(root: Path = ROOT) -> str | None:
+    """docs/studies/data_curve.csv (what `dvc plots show` draws for the data study): one row per run of
+    docs/studies/data.json, with the pool's hours and the samples pre-training saw (epochs x pieces of
+    that pool) beside the scores in %; None before the study has an export."""
+    import csv
+    import io
+
+    from s3t.datasets.pool_task import pool_task_entries
+    from s3t.datasets.soundtracks import clip_plan
+
+    export = root / "docs" / "studies" / "data.json"
+    if not export.is_file():
+        return None
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    pools: dict[object, tuple[float, int]] = {}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CURVE_COLUMNS)
+    for run in json.loads(export.read_text(encoding="utf-8")):
+        hours = run["params"].get("soundtracks.pool_hours", params["soundtracks"]["pool_hours"])
+        if hours not in pools:
+            entries = pool_task_entries(params["transfer"]["packages"], min_tracks=params["soundtracks"]["min_tracks"],
+                                        pool_hours=hours)
+            pieces = [c for c in clip_plan(entries) if c.split == "unlabeled"]
+            pools[hours] = (sum(c.end_s - c.start_s for c in pieces) / 3600, len(pieces))
+        epochs = run["params"].get("pretrain.epochs", params["pretrain"]["epochs"])
+        metrics = run["metrics"]
+
+        def value(file: str, *keys: str) -> str:
+            v = metrics.get(file)
+            for k in keys:
+                v = v.get(k) if isinstance(v, dict) else None
+            return "" if v is None else f"{100 * v:.2f}"
+
+        probe, cv, tr = "metrics/soundtracks/probe_100.json", "metrics/soundtracks/cv.json", "metrics/transfer/cv.json"
+        writer.writerow([run["setting"], run["seed"], f"{pools[hours][0]:.2f}", epochs * pools[hours][1],
+                         value(probe, "s3t", "valid", "top1"), value(probe, "random_init", "valid", "top1"),
+                         value(probe, "handcrafted", "valid", "top1"),
+                         value(cv, "s3t_minus_random_init", "top1"), value(cv, "s3t_minus_handcrafted", "top1"),
+                         value(tr, "s3t_minus_random_init", "top1"), value(tr, "s3t_minus_handcrafted", "top1")])
+    return out.getvalue()
+
+
 def readme_text(root: Path = ROOT) -> str:
     text = (root / "README.md").read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
@@ -110,6 +159,9 @@ def main() -> None:
     args = parser.parse_args()
     wanted = {ROOT / "README.md": readme_text(), ROOT / "docs" / "research.md": research_page(),
               ROOT / "CREDITS.md": credits_page()}
+    curve = data_curve()
+    if curve is not None:
+        wanted[ROOT / "docs" / "studies" / "data_curve.csv"] = curve
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text(encoding="utf-8") != text]
     if args.check:
         if stale:

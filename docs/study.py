@@ -11,8 +11,8 @@ skipped, so an interrupted study resumes. Why not `dvc exp run --queue` and `dvc
 queued experiments run in a temporary copy of the repository, which holds the cached outputs
 only; the pipeline's downloaded music and its features are uncached (persistent) outputs, so every
 queued experiment would fetch and featurize all the music again. In the workspace, only the stages
-a setting changes run. At the end the committed outputs are restored (`git checkout` of params.yaml,
-dvc.lock, metrics/ and reports/, then `dvc checkout`).
+a setting changes run. At the end the committed outputs are restored (params.yaml, dvc.lock,
+metrics/ and reports/ from HEAD's blobs, then `dvc checkout`).
 
 The export (docs/studies/<name>.json) is committed: experiment refs live in the local .git only
 (`dvc exp push` needs a Git remote), so the export is what a fresh clone re-makes the table from.
@@ -67,7 +67,22 @@ def run(study: Study) -> None:
         print(f"$ {shlex.join(command(name, overrides))}", flush=True)
         if subprocess.run(command(name, overrides), cwd=ROOT).returncode != 0:
             sys.exit(f"{name} failed; fix it and run the study again (finished runs are kept)")
-    subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "reports"], cwd=ROOT, check=True)
+    restore_committed()
+
+
+def restore_committed(paths: tuple[str, ...] = ("params.yaml", "dvc.lock", "metrics", "reports")) -> None:
+    """Put back the committed params, lock, metrics and reports after the experiments, then DVC's outputs.
+
+    Each file is written from HEAD's blob: after `dvc exp run`, git's index can hold the stat data
+    of the experiment's files, so `git checkout -- PATH` (even `git checkout HEAD -- PATH`) may see
+    nothing to do and leave the experiment's metrics in place.
+    """
+    listed = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=ROOT, capture_output=True, check=True)
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        committed = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=ROOT, capture_output=True, check=True).stdout
+        path = ROOT / name
+        if not path.is_file() or path.read_bytes() != committed:
+            path.write_bytes(committed)
     subprocess.run([*DVC, "checkout", "--quiet"], cwd=ROOT, check=False)
 
 

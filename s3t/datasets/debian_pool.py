@@ -333,6 +333,9 @@ DROP_RULES = (
     # 84 s files in Colobot's music folder hold 20 s of sound and a minute of digital silence, so
     # their later clips are silent (the soundtracks index left them out by audible length).
     DropRule(r"colobot-common-sounds", r"(^|/)music01[01]\.[^/]+$", "a Colobot jingle: 20 s of sound, then silence"),
+    # Found by cutting the whole pool into clips: two Trackballs Ogg files end without an end-of-stream
+    # page, which s3t.audio refuses as truncated.
+    DropRule(r"trackballs-data", r"(^|/)tb_(design|genesis)\.ogg$", "a truncated Ogg stream (no end-of-stream page)"),
     # In its music folder, but left out of the facts table's 17 tracks (the only two it leaves out).
     DropRule(r"freedroidrpg-data", r"(^|/)(Ambience|AmbientBattle)\.[^/]+$", "a FreedroidRPG ambience loop"),
     # Any package: ambience loops of 30 s and more lie in sound-effect folders (flare-game's rain and

@@ -19,7 +19,7 @@ rows that :func:`~s3t.datasets.soundtracks.fetch_soundtracks` and
 * **The pre-training pool**: the tracks of the task packages that are not in the test split, then
   the tracks of every other package (neither task nor transfer), each group in sha256 order
   (a fixed pseudo-random order); ``pool_hours`` keeps the shortest prefix of that list holding at
-  least that many hours (None: all of it, 21.2 h with the default transfer packages).
+  least that many hours (None: all of it, 21.0 h with the default transfer packages).
 
 Choices where the issue leaves room (tested):
 
