@@ -48,7 +48,8 @@ def load(name: str) -> Study:
 
 
 def exp_show() -> list:
-    done = subprocess.run([*DVC, "exp", "show", "--json"], cwd=ROOT, capture_output=True, text=True)
+    # The last commits' experiments too: a study interrupted by a commit resumes on the new one.
+    done = subprocess.run([*DVC, "exp", "show", "--json", "-n", "10"], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"dvc exp show failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
