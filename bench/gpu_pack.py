@@ -13,7 +13,7 @@ The carried paths share 64 MiB (67.1 MB; the wheels take ~1.6 MB), so ``--max-mb
 refuses a larger file, and without ``--factor`` the smallest factor of 4, 8, 16, 32, 64 whose
 estimate (float16 bytes of every clip's compressed frames, from the stores' indexes) fits is
 taken: 8 for the pool task's default 4 h pool (974 task clips and 480 pieces: ~79 MB at 4, ~40 at 8), 16 for the
-whole pool (974 and 2,525 pieces of 30 s: ~190 MB at 4, ~95 at 8, ~48 at 16).
+whole pool (974 and 2,525 pieces of 30 s: estimates 187 MB at 4, 94 at 8, 47 at 16; written: 47.9 MB).
 
 ``--synthetic N`` packs N random clips per split (and 2N unlabeled) in the same format, with a
 class-dependent spectral bump, for the CPU dry run of bench/gpu_check.sh.
