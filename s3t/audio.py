@@ -189,29 +189,44 @@ def _check_complete(path: pathlib.Path, present: int, promised: int | None, rate
 
 
 class _MonoBuffer:
-    """Mono float32 blocks as they are decoded, refusing to grow past ``limit`` frames."""
+    """Mono float32 blocks as they are decoded, refusing to grow past ``limit`` frames.
 
-    def __init__(self, path: pathlib.Path, rate: int, max_seconds: float) -> None:
+    With a frame range ``[lo, hi)`` only the frames inside it are kept, and ``full`` says when the
+    decoder may stop; ``frames`` is the position in the file, ``first`` where the decoder starts
+    (``lo`` after a seek, 0 for a decoder that reads from the start).
+    """
+
+    def __init__(self, path: pathlib.Path, rate: int, max_seconds: float, lo: int = 0, hi: int | None = None,
+                 first: int = 0) -> None:
         self.path, self.rate, self.max_seconds = path, rate, max_seconds
         self.limit = int(max_seconds * rate) + 1
+        self.lo, self.hi = lo, hi
         self.blocks: list[np.ndarray] = []
-        self.frames = 0
+        self.frames = first
+
+    @property
+    def full(self) -> bool:
+        return self.hi is not None and self.frames >= self.hi
 
     def add(self, block: np.ndarray) -> None:
         """Append a ``(frames, channels)`` float32 block, mixed to mono."""
+        first = self.frames
         self.frames += block.shape[0]
         if self.frames > self.limit:
             raise AudioError(self.path, f"too long (more than max_seconds={self.max_seconds:.0f} s of samples)")
-        self.blocks.append(block.mean(axis=1, dtype=np.float32))
+        a, b = max(self.lo - first, 0), block.shape[0] if self.hi is None else min(self.hi - first, block.shape[0])
+        if b > a:
+            self.blocks.append(block[a:b].mean(axis=1, dtype=np.float32))
 
     def samples(self) -> np.ndarray:
-        """The mono waveform ``(frames,)`` float32."""
+        """The mono waveform ``(frames,)`` float32 (of the range, when one was given)."""
         return np.concatenate(self.blocks) if self.blocks else np.zeros(0, dtype=np.float32)
 
 
-def _decode_soundfile(path: pathlib.Path, size: int, max_seconds: float) -> tuple[np.ndarray, int] | None:
+def _decode_soundfile(path: pathlib.Path, size: int, max_seconds: float, span=None) -> tuple[np.ndarray, int] | None:
     """Decode with libsndfile. Returns ``(mono samples (n,) float32, rate)``, or ``None`` when
-    libsndfile does not recognise the file or fails reading it (PyAV then tries)."""
+    libsndfile does not recognise the file or fails reading it (PyAV then tries). ``span(rate)``
+    gives the source frame range ``(lo, hi)`` to decode (seeking to ``lo``), or None for all."""
     import soundfile
 
     try:
@@ -225,21 +240,26 @@ def _decode_soundfile(path: pathlib.Path, size: int, max_seconds: float) -> tupl
         _check_header(path, rate, channels, promised / rate if rate else None, max_seconds)
         if sound.format == "OGG" and not _ogg_ends_cleanly(path, size):
             raise AudioError(path, "truncated (the Ogg stream has no end-of-stream page)")
-        mono = _MonoBuffer(path, rate, max_seconds)
+        lo, hi = span(rate) if span else (0, None)
+        mono = _MonoBuffer(path, rate, max_seconds, lo, hi, first=lo)
         try:
-            while True:
+            if lo:
+                sound.seek(lo)
+            while not mono.full:
                 block = sound.read(BLOCK_FRAMES, dtype="float32", always_2d=True)  # (<= BLOCK_FRAMES, channels)
                 if block.shape[0] == 0:
                     break
                 mono.add(block)
         except soundfile.SoundFileError:
             return None
-    _check_complete(path, mono.frames, promised, rate)
+    _check_complete(path, mono.frames, promised if hi is None else min(promised, hi), rate)
     return mono.samples(), rate
 
 
-def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream with PyAV/ffmpeg at its native rate.
+def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float, span=None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with PyAV/ffmpeg at its native rate (only the source frames
+    ``span(rate)`` gives, when given: frames before it are decoded and dropped, not seeked past,
+    because ffmpeg's seeking is not sample-exact in every container).
 
     Returns ``(mono samples (n,) float32, rate)``; raises :class:`AudioError` when ffmpeg
     cannot open or decode the file, it has no audio stream, or its header fails the checks.
@@ -270,13 +290,17 @@ def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float) -> tuple[np.
         # Convert every frame to planar float32 at the native rate and layout; resampling
         # happens later with scipy so that both decoder paths resample identically.
         converter = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
-        mono = _MonoBuffer(path, int(rate), max_seconds)
+        lo, hi = span(int(rate)) if span else (0, None)
+        mono = _MonoBuffer(path, int(rate), max_seconds, lo, hi)
         try:
             for frame in container.decode(stream):
                 for converted in converter.resample(frame):
                     mono.add(converted.to_ndarray().T)  # (samples, channels)
-            for converted in converter.resample(None):
-                mono.add(converted.to_ndarray().T)
+                if mono.full:
+                    break
+            else:
+                for converted in converter.resample(None):
+                    mono.add(converted.to_ndarray().T)
         except av.error.FFmpegError as err:
             promise = f" of the {seconds:.2f} s its header promises" if seconds else ""
             raise AudioError(
@@ -284,7 +308,8 @@ def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float) -> tuple[np.
             ) from err
     if mono.frames == 0:
         raise AudioError(path, "empty (0 samples)")
-    _check_complete(path, mono.frames, round(seconds * rate) if seconds else None, int(rate))
+    promised = round(seconds * rate) if seconds else None
+    _check_complete(path, mono.frames, promised if hi is None or promised is None else min(promised, hi), int(rate))
     return mono.samples(), int(rate)
 
 
@@ -314,8 +339,11 @@ def load_audio(
     min_seconds: float = 0.0,
     silence_threshold: float = 1e-5,
     max_seconds: float = MAX_SECONDS,
+    start_s: float = 0.0,
+    end_s: float | None = None,
 ) -> np.ndarray:
-    """Decode an audio file to a mono float32 waveform at ``sample_rate`` Hz.
+    """Decode an audio file, or the part of it from ``start_s`` to ``end_s``, to a mono float32
+    waveform at ``sample_rate`` Hz.
 
     Args:
         path: audio file in any format libsndfile or ffmpeg reads.
@@ -326,10 +354,17 @@ def load_audio(
         max_seconds: refuse files longer than this many seconds, by their header before
             decoding and by their samples while decoding (bounds memory, see the module
             docstring).
+        start_s, end_s: the part to decode, in seconds from the start (``end_s`` None: to the
+            end). Only that part and a margin of a few filter lengths around it are decoded
+            (libsndfile seeks to it), and the result equals the same samples of the whole
+            file's waveform: the margin starts on a multiple of the resampler's decimation, so
+            its polyphase filter sees the same inputs in the same phase. Checks (silence,
+            ``min_seconds``, truncation) then apply to the part.
 
     Returns:
         ``np.ndarray`` of dtype float32, shape ``(n,)``, with
-        ``n = ceil(n_source * sample_rate / source_rate)``.
+        ``n = ceil(n_source * sample_rate / source_rate)`` for the whole file, and for a part the
+        samples ``round(start_s * sample_rate)`` to ``round(end_s * sample_rate)`` of that.
 
     Raises:
         ValueError: an argument is out of range.
@@ -346,13 +381,28 @@ def load_audio(
         raise ValueError(f"silence_threshold must be >= 0, got {silence_threshold!r}")
     if not max_seconds > 0.0:
         raise ValueError(f"max_seconds must be > 0, got {max_seconds!r}")
+    if not (math.isfinite(start_s) and start_s >= 0.0):
+        raise ValueError(f"start_s must be a finite number of seconds >= 0, got {start_s!r}")
+    if end_s is not None and not (math.isfinite(end_s) and end_s > start_s):
+        raise ValueError(f"end_s must be a finite number of seconds > start_s={start_s!r}, got {end_s!r}")
+    windowed = start_s > 0.0 or end_s is not None
+
+    def span(rate: int) -> tuple[int, int | None]:
+        # Source frames [lo, hi) whose resampling gives the output samples of [start_s, end_s).
+        g = math.gcd(rate, sample_rate)
+        up, down = sample_rate // g, rate // g
+        margin = math.ceil(10 * max(up, down) / up) + 2 * down  # resample_poly's half filter, in source frames
+        lo = max(0, (math.floor(start_s * rate) - margin) // down * down)
+        hi = None if end_s is None else math.ceil(end_s * rate) + margin
+        return lo, hi
 
     path = pathlib.Path(path)
     size = _regular_file_size(path)
-    decoded = _decode_soundfile(path, size, max_seconds)
+    decoded = _decode_soundfile(path, size, max_seconds, span if windowed else None)
     if decoded is None:
-        decoded = _decode_pyav(path, size, max_seconds)
+        decoded = _decode_pyav(path, size, max_seconds, span if windowed else None)
     mono, source_rate = decoded  # (n,), Hz
+    lo = span(source_rate)[0] if windowed else 0
 
     if mono.shape[0] == 0:
         raise AudioError(path, "empty (0 samples)")
@@ -368,6 +418,12 @@ def load_audio(
     if source_rate != sample_rate:
         g = math.gcd(source_rate, sample_rate)
         mono = resample_poly(mono, up=sample_rate // g, down=source_rate // g)
+    if windowed:
+        # Output sample i of the part is sample lo * sample_rate / source_rate + i of the whole (exact:
+        # lo is a multiple of the decimation).
+        offset = lo * sample_rate // source_rate
+        stop = None if end_s is None else round(end_s * sample_rate) - offset
+        mono = mono[round(start_s * sample_rate) - offset:stop]
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 

@@ -102,6 +102,26 @@ def test_pyav_decodes_when_soundfile_fails(tmp_path, monkeypatch):
     assert _dominant_hz(out_mp3, SAMPLE_RATE) == pytest.approx(1000.0, abs=2.0)
 
 
+@pytest.mark.parametrize("rate, fmt", [(44100, "FLAC"), (48000, "WAV"), (44100, "OGG"), (32000, "WAV")])
+def test_a_part_equals_the_same_samples_of_the_whole_file(tmp_path, rate, fmt):
+    # The soundtrack cutter decodes only a long track's clips; they must be the clips the whole decode gives.
+    rng = np.random.default_rng(0)
+    path = tmp_path / f"a.{fmt.lower()}"
+    sf.write(path, (0.1 * rng.standard_normal((rate * 8, 2))).astype(np.float32), rate, format=fmt)
+    whole = load_audio(path)
+    for start, end in [(0.0, 1.3), (1.234, 5.0), (6.77, None), (5.5, 7.999)]:
+        part = load_audio(path, start_s=start, end_s=end)
+        np.testing.assert_array_equal(part, whole[round(start * SAMPLE_RATE):None if end is None else round(end * SAMPLE_RATE)])
+
+
+def test_a_part_through_pyav_equals_the_same_samples_of_the_whole_file(tmp_path, monkeypatch):
+    path = tmp_path / "a.wav"
+    sf.write(path, tone(440.0, seconds=6.0, sample_rate=44100), 44100, subtype="PCM_16")
+    monkeypatch.setattr(sf, "SoundFile", lambda *a, **k: (_ for _ in ()).throw(sf.LibsndfileError(1, prefix="forced: ")))
+    whole = load_audio(path)
+    np.testing.assert_array_equal(load_audio(path, start_s=2.5, end_s=4.0), whole[round(2.5 * SAMPLE_RATE):round(4.0 * SAMPLE_RATE)])
+
+
 def _reason(path, **kwargs) -> str:
     with pytest.raises(AudioError) as info:
         load_audio(path, **kwargs)
@@ -156,7 +176,8 @@ def test_too_short(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"sample_rate": 0}, {"sample_rate": 22050.0}, {"min_seconds": -1.0}, {"silence_threshold": -1e-5}],
+    [{"sample_rate": 0}, {"sample_rate": 22050.0}, {"min_seconds": -1.0}, {"silence_threshold": -1e-5},
+     {"start_s": -1.0}, {"start_s": float("inf")}, {"start_s": 2.0, "end_s": 1.0}, {"end_s": float("nan")}],
 )
 def test_bad_arguments_are_value_errors_not_audio_errors(tmp_path, kwargs):
     path = tmp_path / "a.wav"

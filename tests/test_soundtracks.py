@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import io
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -359,3 +360,30 @@ def test_make_clips_of_a_transfer_plan_labels_clips_by_package(tmp_path, package
     assert {r.labels for r in rows} == {("flare-game",)}
     assert {r.split for r in rows} <= {"train", "valid", "test"}
     assert not (tmp_path / "unlabeled.csv").read_text().splitlines()[1:]
+
+
+def test_clips_cut_from_parts_of_a_track_equal_the_whole_tracks_samples(tmp_path, package, monkeypatch):
+    # One 2 s clip of a 6-7 s track covers under half of it: the cutter decodes only that part.
+    from s3t.audio import load_audio
+
+    files, entries = package
+    _place(tmp_path, files)
+    fetch_soundtracks(tmp_path, entries, apt_get=None)
+    shutil.copytree(tmp_path / "tracks" / "singularity-music", tmp_path / "tracks" / "flare-game")
+    unlabelled = [IndexEntry(**{**e.__dict__, "package": "flare-game", "split": ""}) for e in entries]
+    plan = [c for c in transfer_plan(unlabelled, 2.0, clips_per_track=1) if c.entry.duration_s >= 6.0]
+    assert plan
+    import s3t.audio
+
+    parts = []
+    real = s3t.audio.load_audio
+    monkeypatch.setattr(s3t.audio, "load_audio", lambda *a, **k: parts.append(k.get("start_s")) or real(*a, **k))
+    make_clips(tmp_path, unlabelled, clip_seconds=2.0, workers=0, plan=plan)
+    assert parts == [c.start_s for c in plan]  # decoded part by part, not whole
+    monkeypatch.undo()
+    for clip in plan:
+        whole = load_audio(tmp_path / "tracks" / "flare-game" / clip.entry.path, 22050)
+        expected = whole[round(clip.start_s * 22050):round(clip.end_s * 22050)]
+        written, _ = soundfile.read(tmp_path / clip.path, dtype="float32")
+        # The clip is written as 16-bit FLAC: equal up to its quantisation step.
+        np.testing.assert_allclose(written, expected, atol=1 / 32768 + 1e-7)

@@ -689,18 +689,32 @@ def clip_plan(entries: Sequence[IndexEntry], clip_seconds: float = CLIP_SECONDS)
 
 
 def _cut_track(job: tuple[str, list[tuple[str, float, float]], int]) -> tuple[str, str]:
-    """Decode one track once and write its clips (worker process). Returns (track path, error or "")."""
+    """Decode one track and write its clips (worker process). Returns (track path, error or "").
+
+    A track whose clips cover most of it (a pre-training track) is decoded once whole; one that
+    gives only its two or three task clips is decoded clip by clip (``load_audio``'s parts, which
+    equal the same samples of the whole track), which skips most of a long track's decoding."""
     import soundfile
 
     from s3t.audio import AudioError, load_audio
 
     source, pieces, sample_rate = job
+    covered = sum(end - start for _, start, end in pieces)
     try:
-        wave = load_audio(source, sample_rate)
+        duration = soundfile.info(source).duration
+    except soundfile.SoundFileError:  # a format only PyAV reads: decoded whole
+        duration = 0.0
+    try:
+        if covered >= 0.5 * duration:
+            wave = load_audio(source, sample_rate)
+            waves = [wave[int(round(start * sample_rate)):int(round(end * sample_rate))] for _, start, end in pieces]
+        else:
+            # A quiet clip of a loud track is the featurizer's to judge, as when it is cut from the whole.
+            waves = [load_audio(source, sample_rate, silence_threshold=0.0, start_s=start, end_s=end)
+                     for _, start, end in pieces]
     except AudioError as err:
         return source, err.reason
-    for out, start, end in pieces:
-        piece = wave[int(round(start * sample_rate)):int(round(end * sample_rate))]
+    for (out, _, _), piece in zip(pieces, waves):
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{out}.tmp.flac"
         soundfile.write(tmp, piece, sample_rate, subtype="PCM_16")
