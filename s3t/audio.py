@@ -36,8 +36,8 @@ What is refused, and why (each an :class:`AudioError` with a one-line reason):
   missing less than 10 % of its promise (a last MP3 frame, a few bytes of a WAV) is kept
   with what it has: codec padding makes the promised and decoded lengths differ slightly
   anyway. A raw MP3 without a Xing/Info frame states no length, so its cut cannot be seen;
-* not decodable, decoding failing part-way, no samples, NaN/Inf samples, silent, shorter
-  than ``min_seconds``.
+* not decodable, decoding failing part-way, no samples, NaN/Inf samples, silent, a constant
+  offset only (DC: loud by its peak, no sound), shorter than ``min_seconds``.
 
 Decoding tries ``soundfile`` (libsndfile: WAV, FLAC, OGG Vorbis/Opus, AIFF, AU and, with
 libsndfile >= 1.1, MP3) first and falls back to PyAV, whose wheels bundle ffmpeg, for
@@ -230,7 +230,7 @@ def _decode_soundfile(path: pathlib.Path, size: int, max_seconds: float, span=No
     import soundfile
 
     try:
-        sound = soundfile.SoundFile(str(path))
+        sound = soundfile.SoundFile(_os_name(path))
     except soundfile.SoundFileError:
         return None
     with sound:
@@ -267,8 +267,10 @@ def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float, span=None) -
     import av
     import av.error
 
+    name = _os_name(path)
     try:
-        container = av.open(str(path))
+        # ffmpeg takes a file object where the name is not UTF-8 text.
+        container = av.open(name if isinstance(name, str) else open(name, "rb"))
     except av.error.FFmpegError as err:
         raise AudioError(path, f"not decodable as audio ({err})") from err
     with container:
@@ -311,6 +313,18 @@ def _decode_pyav(path: pathlib.Path, size: int, max_seconds: float, span=None) -
     promised = round(seconds * rate) if seconds else None
     _check_complete(path, mono.frames, promised if hi is None or promised is None else min(promised, hi), int(rate))
     return mono.samples(), int(rate)
+
+
+def _os_name(path: pathlib.Path) -> str | bytes:
+    """The path as text where it is UTF-8, else as the bytes the file system holds (a name written
+    on another system, say Latin-1 ``caf\\xe9.wav``, reaches Python with surrogate escapes that
+    the decoders' libraries cannot encode)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
 
 
 def _regular_file_size(path: pathlib.Path) -> int:
@@ -411,6 +425,12 @@ def load_audio(
     peak = float(np.abs(mono).max())
     if peak < silence_threshold:
         raise AudioError(path, f"silent (peak {peak:.3g} < {silence_threshold:.3g})")
+    if silence_threshold > 0.0 and mono.shape[0] > 1:
+        # A constant offset (DC) is loud by its peak but holds no sound at all.
+        offset = float(mono.mean(dtype=np.float64))
+        swing = float(np.abs(mono - np.float32(offset)).max())
+        if swing < silence_threshold:
+            raise AudioError(path, f"no sound (a constant offset of {offset:.3g} only)")
     seconds = mono.shape[0] / source_rate
     if seconds < min_seconds:
         raise AudioError(path, f"too short ({seconds:.3f} s < {min_seconds:.3f} s)")
@@ -427,14 +447,16 @@ def load_audio(
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def find_audio_files(root: str | os.PathLike[str]) -> list[pathlib.Path]:
+def find_audio_files(root: str | os.PathLike[str], unreadable: list[tuple[str, str]] | None = None) -> list[pathlib.Path]:
     """Every path under ``root`` (recursively) whose suffix, lower-cased, is in
     :data:`AUDIO_EXTENSIONS`, sorted by path.
 
     Paths that look like audio but are not regular files (a folder named ``x.wav``, a broken
     link, a symlink loop) are included, so that :func:`load_audio` reports each with its
     reason instead of the file vanishing from a corpus without a word. Symlinked folders are
-    not followed (no loops while searching).
+    not followed (no loops while searching). A folder that cannot be listed (no permission)
+    is appended to ``unreadable`` as ``(path, reason)`` when a list is given, so the caller can
+    report its files as not read.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -445,4 +467,12 @@ def find_audio_files(root: str | os.PathLike[str]) -> list[pathlib.Path]:
         raise FileNotFoundError(f"audio root {root} does not exist")
     if not root.is_dir():
         raise NotADirectoryError(f"audio root {root} is not a directory")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+
+    def failed(err: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((str(err.filename), f"folder cannot be read ({err.strerror}); its files were not embedded"))
+
+    found = []
+    for folder, dirs, files in os.walk(root, onerror=failed):
+        found += [pathlib.Path(folder, name) for name in (*dirs, *files) if pathlib.Path(name).suffix.lower() in AUDIO_EXTENSIONS]
+    return sorted(found)

@@ -248,6 +248,12 @@ def _load(path: Path, map_location: str | torch.device, *, mmap: bool) -> dict[s
         raise CheckpointError(f"checkpoint {path} cannot be read ({err.strerror})") from None
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a regular file")
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        # Every file torch.save writes is a ZIP archive; anything else would only reach torch.load
+        # to come back with advice (weights_only=False) that must never be followed for a stranger's file.
+        raise CheckpointError(f"{path} is not an s3t checkpoint, probe or embeddings file ({_what_it_is(path, magic)})")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
@@ -258,7 +264,7 @@ def _load(path: Path, map_location: str | torch.device, *, mmap: bool) -> dict[s
                 f"{path} holds Python objects besides tensors and plain data (a pickle payload); s3t never "
                 f"loads such files, since unpickling them can run arbitrary code"
             ) from None
-        raise CheckpointError(f"{path} is not a readable checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (its archive holds no plain tensor data)") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, UnicodeDecodeError) as err:
         # What torch raises for a file that is not a torch archive, or one cut short.
         raise CheckpointError(f"{path} is not a readable checkpoint, or is truncated ({_first_line(err)})") from None
@@ -270,4 +276,32 @@ def _load(path: Path, map_location: str | torch.device, *, mmap: bool) -> dict[s
             f"{path} has format version {version!r}; this s3t reads versions 1 to {FORMAT_VERSION}: upgrade s3t"
         )
     state["kind"] = checkpoint_kind(state)
+    bad = _non_finite(state)
+    if bad:
+        raise CheckpointError(f"{path}: tensor {bad} holds NaN or infinite values; the file is damaged or its "
+                              f"training diverged; use another checkpoint")
     return state
+
+
+def _non_finite(value: Any, name: str = "") -> str | None:
+    """The key path of the first floating tensor in ``value`` (nested dicts/lists) with a NaN or an
+    infinity, or None."""
+    if isinstance(value, torch.Tensor):
+        return name or "(top level)" if value.is_floating_point() and not bool(torch.isfinite(value).all()) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{name}.{key}" if name else str(key))
+        if found:
+            return found
+    return None
+
+
+def _what_it_is(path: Path, magic: bytes) -> str:
+    """A few words on what a file that is not a torch archive is, from its name and first bytes."""
+    if magic.startswith(b"\x93NUM"):
+        return "a NumPy array; for an `s3t embed` table run `s3t info` on it with its .json beside it"
+    if magic == b"PAR1":
+        return "a Parquet file"
+    if not magic:
+        return "zero bytes"
+    return f"not a torch archive: it starts with {magic!r}"

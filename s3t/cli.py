@@ -18,6 +18,7 @@ import argparse
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -41,7 +42,8 @@ from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_repl
 from s3t.cqt import CQT
 from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, load_embeddings, window_bounds
 from s3t.evaluation import cross_validated_rows, rows_on_test_split
-from s3t.export import EmbeddingTable, companion, output_format, read_part, read_table, write_part, write_table
+from s3t.export import (EmbeddingTable, ExportError, check_own_files, companion, csv_cell, output_format, path_text,
+                        read_part, read_table, write_part, write_table)
 from s3t.features import Rejected, featurize_files
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
@@ -56,9 +58,39 @@ class CLIError(ValueError):
 
 
 def _device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The --device to run on, checked before any work: it must parse and exist on this machine."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CLIError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(f"--device {name}: no CUDA device here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {name}: no Apple GPU here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"--device {name}: s3t runs on cpu, cuda or mps")
+    return device
+
+
+def _min_seconds(cfg) -> float:
+    """The shortest file worth embedding: one CQT hop (23 ms at the paper's settings); a 1-sample file has no
+    sound an encoder could describe."""
+    return cfg.hop_length / cfg.sample_rate
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _progress(total: int, desc: str) -> tqdm:
@@ -68,17 +100,18 @@ def _progress(total: int, desc: str) -> tqdm:
 def _featurize(paths: Sequence[str], cqt_config, device: torch.device, workers: int, desc: str):
     cqt = CQT.from_config(cqt_config).to(device)
     with _progress(len(paths), desc) as bar:
-        return featurize_files(paths, cqt, workers=workers, on_file=lambda _: bar.update())
+        return featurize_files(paths, cqt, workers=workers, min_seconds=_min_seconds(cqt_config),
+                               on_file=lambda _: bar.update())
 
 
 def _report_rejected(rejected: list[Rejected]) -> None:
     for r in rejected:
-        print(f"s3t: skipped {r.path}: {r.reason}", file=sys.stderr)
+        print(f"s3t: skipped {path_text(r.path)}: {r.reason}", file=sys.stderr)
 
 
 def _none_readable(rejected: list[Rejected]) -> CLIError:
     """The error for a run left without a single clip; it names the first file and its reason."""
-    first = f" ({rejected[0].path}: {rejected[0].reason}{', ...' if len(rejected) > 1 else ''})" if rejected else ""
+    first = f" ({path_text(rejected[0].path)}: {rejected[0].reason}{', ...' if len(rejected) > 1 else ''})" if rejected else ""
     return CLIError(f"none of the {len(rejected)} audio file(s) could be read{first}; nothing was written")
 
 
@@ -94,6 +127,30 @@ def _int_at_least(text: str, low: int) -> int:
 
 def _positive_int(text: str) -> int:
     return _int_at_least(text, 1)
+
+
+MAX_SEGMENTS = 64
+"""Most --segments per clip: each is a forward pass of the encoder, and more than a few dozen only repeat the clip."""
+
+
+def _segments(text: str) -> int:
+    value = _int_at_least(text, 1)
+    if value > MAX_SEGMENTS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEGMENTS}, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A finite, positive number of seconds no longer than the longest file s3t reads."""
+    from s3t.audio import MAX_SECONDS
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 and <= {MAX_SECONDS:g}, got {text!r}")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -128,10 +185,21 @@ def _check_outputs(args: argparse.Namespace, outputs: dict[str, str | None]) -> 
         for name, given in inputs.items():
             if given and _same_file(out, given):
                 raise CLIError(f"{flag} {out} is also the --{name} input; write the output to another path")
+        _check_writable(out, flag)
         if kind is not None:
             check_replaceable(out, kind)
         elif os.path.lexists(out):
             _check_json_replaceable(out, flag)
+
+
+def _check_writable(out: str | Path, flag: str) -> None:
+    """Refuse before any work an output in a folder this user cannot write (it would fail after all the work)."""
+    folder = Path(out).absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folder that will be created under
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path_text(str(out))}: cannot write in {path_text(str(folder))} (no permission or not a "
+                       f"folder); choose another path")
 
 
 def _check_json_replaceable(path: str, flag: str) -> None:
@@ -150,7 +218,7 @@ def _write_skipped(out: str, rejected: list[Rejected]) -> Path:
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "reason"])
-        writer.writerows([r.path, r.reason] for r in rejected)
+        writer.writerows([csv_cell(path_text(r.path)), csv_cell(r.reason)] for r in rejected)
     os.replace(tmp, path)
     return path
 
@@ -213,7 +281,7 @@ class _ManifestClips:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.rows = read_manifest(args.manifest, group_column=args.group_column)
+        self.rows = read_manifest(args.manifest, group_column=args.group_column, tagging=True if args.tagging else False)
         self.device = _device(args.device)
         self.encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
         self.clips, self.kept, self.rejected = _featurize([r.path for r in self.rows], self.encoder.config.cqt,
@@ -250,6 +318,10 @@ def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Reject
 FILES_PER_PART = 32
 """Files embedded between two saves of a folder run's progress (OUT.parts/): the most an interruption loses."""
 
+MAX_ROWS = 2_000_000
+"""Most rows one `s3t embed --audio` run writes (8 GB of 1,024-d float32): a window of one CQT frame over hours of
+music is refused, not written."""
+
 
 def _sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -259,18 +331,50 @@ def _sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _stamp(path: str) -> list[int] | None:
+    """[size in bytes, modification time in ns] of a source file: what says it is the file embedded before."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _lock(out: Path):
+    """An exclusive lock on a table's run (OUT.parts/.lock): a second run to the same --out stops at once."""
+    from filelock import FileLock, Timeout
+
+    parts = companion(out, "parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(parts / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise CLIError(f"another s3t embed is writing --out {out} now (lock {parts / '.lock'}); wait for it to end "
+                       f"or choose another --out") from None
+    return lock
+
+
 def _embed_folder(args: argparse.Namespace) -> None:
     """`s3t embed --audio DIR`: a table of one row per file or window (s3t.export), resumable."""
     if args.group_column:
         raise CLIError("--group-column checks a manifest; it does not apply to --audio")
     output_format(args.out)
-    paths = [str(p) for p in find_audio_files(args.audio)]
+    out = Path(args.out)
+    # Every path the table will occupy is checked before any work (s3t.export.check_own_files).
+    _check_writable(out, "--out")
+    check_own_files(out)
+    unreadable: list[tuple[str, str]] = []
+    paths = [str(p) for p in find_audio_files(args.audio, unreadable)]
+    for folder, reason in unreadable:
+        print(f"s3t: skipped {path_text(folder)}: {reason}", file=sys.stderr)
     if not paths:
-        raise CLIError(f"no audio files found under {args.audio}")
-    device = _device(args.device)
+        raise CLIError(f"no audio files found under {args.audio}" + (f" ({len(unreadable)} folder(s) could not be read)"
+                                                                      if unreadable else ""))
     encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
+    device = _device(args.device)
     settings = {
-        "checkpoint": str(args.checkpoint), "checkpoint_sha256": _sha256(args.checkpoint),
+        "checkpoint": path_text(str(args.checkpoint)), "checkpoint_sha256": _sha256(args.checkpoint),
         "random_init": args.random_init, "seed": args.seed if args.random_init else None,
         "window_s": args.window, "hop_s": args.hop if args.hop is not None else args.window,
         "segments": encoder.config.embed_segments if args.segments is None else args.segments,
@@ -278,13 +382,27 @@ def _embed_folder(args: argparse.Namespace) -> None:
     }
     # Check window and hop before any work (a one-frame clip exercises every check).
     window_bounds(1, encoder.config.cqt.frames_per_second, args.window, args.hop)
+    lock = _lock(out)
+    try:
+        _embed_folder_locked(args, out, paths, unreadable, encoder, device, settings)
+    finally:
+        lock.release()
 
-    listed = {p: i for i, p in enumerate(paths)}
+
+def _embed_folder_locked(args, out: Path, paths: list[str], unreadable: list[tuple[str, str]], encoder, device,
+                         settings: dict[str, Any]) -> None:
+    texts = {p: path_text(p) for p in paths}
+    listed = {texts[p]: i for i, p in enumerate(paths)}
+    stamps = {texts[p]: _stamp(p) for p in paths}
     tables: list[EmbeddingTable] = []
+    sources: dict[str, list[int]] = {}
 
-    def keep_listed(table: EmbeddingTable) -> EmbeddingTable:
-        # Rows of files no longer in the folder are dropped: the table is the folder as it is now.
-        return table.select(np.array([p in listed for p in table.paths], dtype=bool))
+    def keep_current(table: EmbeddingTable, made_from: dict[str, list[int]]) -> EmbeddingTable:
+        # Rows of files no longer in the folder, or replaced since (another size or time), are dropped:
+        # the table is the folder as it is now.
+        keep = [p in listed and made_from.get(p) == stamps[p] for p in table.paths]
+        sources.update({p: stamps[p] for p, k in zip(table.paths, keep) if k})
+        return table.select(np.array(keep, dtype=bool))
 
     def check(found: dict, where: Path) -> None:
         # The checkpoint is compared by content (sha256), so another path to the same file is fine.
@@ -294,54 +412,80 @@ def _embed_folder(args: argparse.Namespace) -> None:
                 f"{where} was made with other settings ({', '.join(differ)}); write to another --out or delete it"
             )
 
-    out = Path(args.out)
     if out.exists():
         previous = read_table(out)
         check(previous.settings, out)
-        tables.append(keep_listed(previous))
+        tables.append(keep_current(previous, previous.settings.get("sources") or {}))
     parts = companion(out, "parts")
     if (parts / "settings.json").is_file():
         check(json.loads((parts / "settings.json").read_text(encoding="utf-8")), parts)
-        tables += [keep_listed(read_part(f, settings)) for f in sorted(parts.glob("*.npz"))]
+        for f in sorted(parts.glob("*.npz")):
+            try:
+                part, made_from = read_part(f, settings)
+            except ExportError as err:  # its files are simply embedded again
+                print(f"s3t: {err}; removed", file=sys.stderr)
+                f.unlink()
+                continue
+            tables.append(keep_current(part, made_from))
     else:
-        parts.mkdir(parents=True, exist_ok=True)
-        (parts / "settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        _write_json(parts / "settings.json", settings)
     done = {p for t in tables for p in t.paths}
-    todo = [p for p in paths if p not in done]
-    print(f"s3t: {len(paths)} audio files under {args.audio}: {len(done)} already embedded in {out}, "
-          f"{len(todo)} to embed", file=sys.stderr)
+    todo = [p for p in paths if texts[p] not in done]
+    print(f"s3t: {len(paths)} audio files under {path_text(args.audio)}: {len(done)} already embedded in "
+          f"{path_text(str(out))}, {len(todo)} to embed", file=sys.stderr)
 
     cqt = CQT.from_config(encoder.config.cqt).to(device)
-    rejected: list[Rejected] = []
+    rejected: list[Rejected] = [Rejected(folder, reason) for folder, reason in unreadable]
+    rows = sum(len(t.paths) for t in tables)
     first_part = len(list(parts.glob("*.npz")))
     # disable=None: the bar is drawn only when stderr is a terminal, so logs and pipes stay clean.
     with tqdm(total=len(todo), desc="embed", unit="file", dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
         for k, start in enumerate(range(0, len(todo), FILES_PER_PART)):
             chunk = todo[start : start + FILES_PER_PART]
-            clips, kept, skipped = featurize_files(chunk, cqt, workers=args.workers, on_file=lambda _: bar.update())
+            clips, kept, skipped = featurize_files(chunk, cqt, workers=args.workers, min_seconds=_min_seconds(cqt.config),
+                                                   on_file=lambda _: bar.update())
             rejected += skipped
             windows = embed_windows(encoder, clips, window_s=args.window, hop_s=args.hop,
                                     batch_size=args.batch_size, num_segments=args.segments, device=device)
-            table = EmbeddingTable(windows.embeddings.numpy(), [kept[i] for i in windows.clip],
+            rows += len(windows.clip)
+            if rows > MAX_ROWS:
+                raise CLIError(f"this run would write more than {MAX_ROWS:,} rows; use a longer --hop or --window")
+            bad = sorted({kept[i] for i, ok in zip(windows.clip, torch.isfinite(windows.embeddings).all(dim=1).tolist())
+                          if not ok})
+            if bad:
+                raise CLIError(f"the encoder gave NaN or infinite embeddings (first for {path_text(bad[0])}); the "
+                               f"checkpoint {path_text(str(args.checkpoint))} is not usable")
+            table = EmbeddingTable(windows.embeddings.numpy(), [texts[kept[i]] for i in windows.clip],
                                    windows.start_s, windows.end_s, settings)
-            write_part(parts / f"{first_part + k:06d}.npz", table)
+            made_from = {texts[p]: stamps[texts[p]] for p in kept}
+            write_part(parts / f"{first_part + k:06d}.npz", table, made_from)
+            sources.update(made_from)
             tables.append(table)
     _report_rejected(rejected)
 
     table = EmbeddingTable.concat(tables, encoder.embedding_dim, settings)
-    order = np.argsort([listed[p] for p in table.paths], kind="stable")  # folder order, windows in time order
-    table = table.select(np.zeros(0, bool)) if not len(order) else EmbeddingTable(
-        table.embeddings[order], [table.paths[i] for i in order], [table.start_s[i] for i in order],
-        [table.end_s[i] for i in order], settings)
     embedded = len(set(table.paths))
-    table.settings = {**settings, "files": embedded, "rows": len(table.paths), "rejected": len(rejected)}
+    if not embedded:
+        shutil.rmtree(parts)
+        raise _none_readable(rejected)
+    order = np.argsort([listed[p] for p in table.paths], kind="stable")  # folder order, windows in time order
+    table = EmbeddingTable(table.embeddings[order], [table.paths[i] for i in order], [table.start_s[i] for i in order],
+                           [table.end_s[i] for i in order], settings)
+    table.settings = {**settings, "files": embedded, "rows": len(table.paths), "rejected": len(rejected),
+                      "sources": {p: sources[p] for p in dict.fromkeys(table.paths)}}
     written = write_table(out, table, [(r.path, r.reason) for r in rejected])
     shutil.rmtree(parts)
-    print(f"s3t: wrote {', '.join(map(str, written))}: {table.embeddings.shape} embeddings of {embedded} files "
-          f"({len(done & set(table.paths))} reused, {len(todo) - len(rejected)} embedded now), {len(rejected)} rejected")
+    print(f"s3t: wrote {', '.join(path_text(str(w)) for w in written)}: {table.embeddings.shape} embeddings of "
+          f"{embedded} files ({len(done & set(table.paths))} reused, {len(todo) - len(rejected) + len(unreadable)} "
+          f"embedded now), {len(rejected)} rejected")
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
+    if args.hop is not None and args.window is None:
+        raise CLIError("--hop needs --window (the window length)")
+    if args.hop is not None and args.hop > args.window and not args.allow_gaps:
+        raise CLIError(f"--hop {args.hop:g} is longer than --window {args.window:g}: the audio between windows would "
+                       f"not be embedded; shorten --hop, or pass --allow-gaps if that is what you want")
     if bool(args.audio) == bool(args.manifest):
         raise CLIError("give either --audio DIR (any folder of audio) or --manifest M (labeled clips)")
     if args.audio:
@@ -482,26 +626,62 @@ def cmd_predict(args: argparse.Namespace) -> None:
             "checkpoint": str(args.checkpoint), "probe": str(args.probe),
             "task": "multi-label" if probe.multilabel else "single-label",
             "threshold": threshold if probe.multilabel else None,
-            "predictions": [{"path": path, "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
+            "predictions": [{"path": path_text(path), "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
                             for path, ranked in zip(kept, predictions)],
-            "rejected": [{"path": r.path, "reason": r.reason} for r in rejected],
+            "rejected": [{"path": path_text(r.path), "reason": r.reason} for r in rejected],
         }, indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
         writer.writerow(["path", "rank", "label", "score"])
         for path, ranked in zip(kept, predictions):
             # A file with no tag above the threshold still gets a row, so every file read is listed.
-            writer.writerows([[path, i + 1, label, f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
-                             or [[path, "", "", ""]])
+            cell = csv_cell(path_text(path))
+            writer.writerows([[cell, i + 1, csv_cell(label), f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
+                             or [[cell, "", "", ""]])
     else:
         for path, ranked in zip(kept, predictions):
             shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked) or f"(no tag scores {threshold:.3f} or more)"
-            print(f"{path}: {shown}")
+            print(f"{path_text(path)}: {shown}")
     if rejected:
         sys.exit(1)
 
 
+def _table_of(path: Path) -> Path | None:
+    """The `s3t embed` table a path names: the table itself, or its index, descriptor or rejected list; None
+    when it names none."""
+    name = path.name
+    for suffix, strip in ((".rejected.csv", len(".rejected.csv")), (".json", len(".json")), (".csv", 0)):
+        if name.endswith(suffix):
+            base = path.with_name(name[: -strip]) if strip else path.with_suffix(".npy")
+            return base if base.suffix.lower() in (".npy", ".parquet") else None
+    return path if path.suffix.lower() in (".npy", ".parquet") else None
+
+
+def _table_card(out: Path) -> str:
+    """A table's descriptor as Markdown (what `s3t info` prints for a table)."""
+    table = read_table(out)
+    s = table.settings
+    window = "one row per file" if not s.get("window_s") else f"windows of {s['window_s']:g} s every {s['hop_s']:g} s"
+    lines = [f"# {path_text(str(out))}", "", "An embedding table written by `s3t embed --audio`.", "",
+             "| | |", "|---|---|",
+             f"| rows | {len(table.paths)} ({table.embeddings.shape[1]}-d float32), {window} |",
+             f"| files | {s.get('files', len(set(table.paths)))} embedded, {s.get('rejected', 0)} rejected "
+             f"(listed in {companion(out, 'rejected').name}) |",
+             f"| encoder | {'Random-Init (seed ' + str(s.get('seed')) + ') of ' if s.get('random_init') else ''}"
+             f"{s.get('checkpoint')} (sha256 {str(s.get('checkpoint_sha256'))[:12]}...) |",
+             f"| segments, pooling | {s.get('segments')}, {s.get('pooling')} |"]
+    return "\n".join(lines) + "\n"
+
+
 def cmd_info(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    table = _table_of(path)
+    if table is not None and companion(table, "settings").is_file():
+        print(_table_card(table), end="")
+        return
+    if table is not None and path.suffix.lower() in (".npy", ".parquet", ".csv", ".json"):
+        raise CLIError(f"{path} is not an s3t embed table (no {companion(table, 'settings').name} beside it) nor a "
+                       f"checkpoint; `s3t info` reads checkpoints, probes, embeddings files and s3t embed tables")
     print(model_card(load_checkpoint(args.file), name=args.file), end="")
 
 
@@ -547,10 +727,14 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME",
             help="manifest column that groups clips (e.g. track, artist); the loader checks no group spans two splits",
         )
+        p.add_argument("--tagging", action="store_true",
+                       help="the manifest is a tagging task: labels joined with '|' are several tags of one clip "
+                            "(without it a '|' in a label is refused)")
 
     def encode_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--random-init", action="store_true", help="use a randomly initialised encoder (baseline)")
-        p.add_argument("--segments", type=_positive_int, default=None, help="segments per clip, mean-pooled (default: the checkpoint's setting)")
+        p.add_argument("--segments", type=_segments, default=None,
+                       help=f"segments per clip, mean-pooled, 1 to {MAX_SEGMENTS} (default: the checkpoint's setting)")
         common(p)
 
     p = sub.add_parser(
@@ -566,9 +750,11 @@ def build_parser() -> argparse.ArgumentParser:
     group_column(p)
     p.add_argument("--out", required=True,
                    help="with --audio: OUT.npy (NumPy + CSV index) or OUT.parquet; with --manifest: a .pt file")
-    p.add_argument("--window", type=float, metavar="S",
+    p.add_argument("--window", type=_seconds, metavar="S",
                    help="with --audio: one vector per window of S seconds instead of one per file")
-    p.add_argument("--hop", type=float, metavar="S", help="with --window: seconds between window starts (default: S of --window)")
+    p.add_argument("--hop", type=_seconds, metavar="S",
+                   help="with --window: seconds between window starts (default: S of --window; at most S unless --allow-gaps)")
+    p.add_argument("--allow-gaps", action="store_true", help="accept a --hop longer than --window (audio between windows is skipped)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="clips or windows per forward pass")
     encode_args(p)
     p.set_defaults(func=cmd_embed)
@@ -637,12 +823,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # File names that are not UTF-8 reach Python as surrogate escapes; printed as \\xNN, not an encoding error.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (ValueError, OSError) as err:
-        print(f"s3t: error: {err}", file=sys.stderr)
+        print(f"s3t: error: {path_text(str(err))}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        # Finished batches of `embed --audio` stay in OUT.parts/; nothing else is half-written (tables are published whole).
+        print("s3t: interrupted; nothing was published. Run the same command again to go on (embed --audio resumes "
+              "from OUT.parts/)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

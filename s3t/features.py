@@ -19,7 +19,18 @@ the CLI on small inputs) and the sharded path for whole corpora (:mod:`s3t.shard
   rejected, and then the pool is restarted.
 * :func:`cqt_batch` pads a batch of waveforms to the longest, runs the CQT once, and cuts
   each clip back to its own length before time compression (see its docstring for why
-  the cut must come before the compression).
+  the cut must come before the compression). :func:`featurize_files` fills a batch up to a
+  number of *samples* (padding included), not of files, so one long file among short ones
+  does not pad them all to its length.
+* :func:`cqt_streamed` featurizes a long file (by its header, over ``stream_seconds``) part
+  by part in the calling process: each part is decoded alone (:func:`s3t.audio.load_audio`
+  with ``start_s``/``end_s``, the same samples as the whole file's) with a margin of
+  :data:`STREAM_MARGIN_S` on each side, its CQT frames inside the part kept and the margin's
+  dropped, and only the raw frames of the whole file (84 bins x 43 frames/s, 52 MB for an
+  hour) are held. A 59-minute file so needs about the memory of a 60-second one. The kept
+  frames equal those of the whole file's CQT up to float rounding and the band-limiting of
+  the multi-rate decimation, whose reach is far inside the margin (tests/test_features.py
+  bounds the difference).
 
 Worker processes are started with ``forkserver`` where available (``spawn`` elsewhere):
 forking a parent that holds a CUDA context or a running OpenMP pool is unsafe. Workers
@@ -48,7 +59,14 @@ if TYPE_CHECKING:
 
     from s3t.cqt import CQT
 
-__all__ = ["DecodeJob", "Decoded", "Rejected", "cqt_batch", "decode_files", "featurize_files"]
+__all__ = ["DecodeJob", "Decoded", "Rejected", "cqt_batch", "cqt_streamed", "decode_files", "featurize_files"]
+
+STREAM_PART_S = 60.0
+"""Seconds of audio per part of a streamed long file (rounded to whole CQT hops)."""
+
+STREAM_MARGIN_S = 3.0
+"""Seconds decoded on each side of a part and dropped after the CQT: over four times the longest kernel (0.74 s at
+C1) plus the decimation filter's reach."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +246,56 @@ def cqt_batch(cqt: CQT, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
     return out
 
 
+def cqt_streamed(cqt: CQT, path: str, *, part_s: float = STREAM_PART_S, margin_s: float = STREAM_MARGIN_S,
+                 silence_threshold: float = 1e-5) -> torch.Tensor:
+    """The compressed log-CQT ``(n_bins, frames)`` float32 CPU tensor of one file, decoded and transformed part by
+    part (see the module docstring); equal to ``cqt_batch(cqt, [load_audio(path)])[0]`` up to float rounding.
+
+    Raises:
+        AudioError: the file (or a part of it) cannot be decoded, or the whole file is silent.
+    """
+    import torch
+
+    from s3t.cqt import compress_time
+
+    cfg = cqt.config
+    rate, hop = cfg.sample_rate, cfg.hop_length
+    part = max(1, round(part_s * rate / hop)) * hop  # samples, a multiple of the hop so parts meet on frame centres
+    margin = max(1, round(margin_s * rate / hop)) * hop
+    frames: list[torch.Tensor] = []
+    peak, start = 0.0, 0
+    with torch.inference_mode():
+        while True:
+            a = max(0, start - margin)
+            wave = load_audio(path, rate, silence_threshold=0.0, start_s=a / rate, end_s=(start + part + margin) / rate)
+            b = a + wave.shape[0]  # samples [a, b) of the file
+            peak = max(peak, float(np.abs(wave).max()))
+            at_end = b < start + part + margin
+            magnitude = cqt.magnitude(torch.from_numpy(wave).to(cqt.device))[0]  # (n_bins, 1 + (b - a) // hop)
+            # Global frame g is centred on sample g * hop; this part's frame j is global frame a // hop + j.
+            last = b // hop + 1 if at_end else (start + part) // hop
+            frames.append(magnitude[:, start // hop - a // hop : last - a // hop].cpu())
+            if at_end:
+                break
+            start += part
+    if peak < silence_threshold:
+        raise AudioError(path, f"silent (peak {peak:.3g} < {silence_threshold:.3g})")
+    return torch.log(compress_time(torch.cat(frames, dim=1), cfg.time_compression) + cfg.eps)
+
+
+def _streamed(path: str, stream_seconds: float | None) -> bool:
+    """Whether a file's header says it is longer than ``stream_seconds`` (files whose length only PyAV knows are
+    decoded whole)."""
+    if stream_seconds is None:
+        return False
+    import soundfile
+
+    try:
+        return soundfile.info(path.encode("utf-8", "surrogateescape")).duration > stream_seconds
+    except (soundfile.SoundFileError, RuntimeError, OSError):
+        return False
+
+
 def featurize_files(
     paths: Sequence[str | os.PathLike],
     cqt: CQT,
@@ -235,17 +303,24 @@ def featurize_files(
     min_seconds: float = 0.0,
     workers: int = 0,
     batch_size: int = 16,
+    batch_seconds: float = 30.0,
+    stream_seconds: float | None = 300.0,
     on_file: Callable[[str], None] | None = None,
 ) -> tuple[list[torch.Tensor], list[str], list[Rejected]]:
     """Compressed log-CQT (n_bins, frames) float32 CPU tensors of every usable file, in memory.
 
     For corpora that do not fit in memory use :func:`s3t.shards.featurize_to_shards`.
-    ``on_file(path)`` is called once per input file (for progress bars).
+    ``on_file(path)`` is called once per input file (for progress bars). A batch holds at most
+    ``batch_size`` files and ``batch_size * batch_seconds`` seconds of padded samples; files longer
+    than ``stream_seconds`` (by their header; None: none) are featurized by :func:`cqt_streamed`.
 
     Returns (features, kept paths in input order, rejected files with reasons).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not batch_seconds > 0:
+        raise ValueError(f"batch_seconds must be > 0, got {batch_seconds!r}")
+    budget = batch_size * batch_seconds * cqt.config.sample_rate  # padded samples per CQT call
     features, kept, rejected = [], [], []
     pending: list[Decoded] = []
 
@@ -254,14 +329,32 @@ def featurize_files(
         kept.extend(d.path for d in pending)
         pending.clear()
 
-    for item in decode_files(paths, cqt.config.sample_rate, min_seconds=min_seconds, workers=workers):
-        if item.wave is None:
-            rejected.append(Rejected(item.path, item.reason))
+    paths = [str(p) for p in paths]
+    streamed = {p for p in paths if _streamed(p, stream_seconds)}
+    decoded = decode_files([p for p in paths if p not in streamed], cqt.config.sample_rate, min_seconds=min_seconds,
+                           workers=workers)
+    for path in paths:
+        if path in streamed:
+            flush()  # keeps the outputs in input order
+            try:
+                features.append(cqt_streamed(cqt, path))
+                kept.append(path)
+            except AudioError as err:
+                rejected.append(Rejected(path, err.reason))
+            item = None
         else:
-            pending.append(item)
-            if len(pending) == batch_size:
-                flush()
+            item = next(decoded)
+        if item is not None:
+            if item.wave is None:
+                rejected.append(Rejected(item.path, item.reason))
+            else:
+                longest = max([item.wave.shape[0], *(d.wave.shape[0] for d in pending)])
+                if pending and (len(pending) + 1) * longest > budget:
+                    flush()
+                pending.append(item)
+                if len(pending) == batch_size:
+                    flush()
         if on_file is not None:
-            on_file(item.path)
+            on_file(path)
     flush()
     return features, kept, rejected

@@ -81,7 +81,9 @@ class ManifestRow:
             raise ManifestError(f"group {self.group!r} of {self.path} has leading or trailing spaces; strip it")
 
 
-def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -> list[ManifestRow]:
+def read_manifest(
+    path: str | os.PathLike, *, group_column: str | None = None, tagging: bool | None = None
+) -> list[ManifestRow]:
     """Read and validate a manifest; relative paths are resolved against its folder.
 
     Args:
@@ -89,6 +91,10 @@ def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -
         group_column: a header column whose value groups rows (e.g. ``track``); every row
             then needs a non-empty value, no group may span two splits, and each row's
             ``group`` holds the value. None: no grouping, ``group`` is ``""``.
+        tagging: True: a tagging (multi-label) manifest; False: single-label, so a label holding
+            ``|`` is refused rather than silently turning the task into tagging (the command line
+            passes False unless ``--tagging`` is given); None: inferred (any row with several
+            labels makes it tagging), for manifests whose task the caller knows.
 
     Returns:
         The rows in file order (blank lines skipped).
@@ -142,6 +148,15 @@ def read_manifest(path: str | os.PathLike, *, group_column: str | None = None) -
     if not rows:
         raise ManifestError(f"{path} has a header but no rows")
     _check_each_clip_once(path, rows, lines)
+    if tagging is False:
+        several = [i for i, row in enumerate(rows) if len(row.labels) > 1]
+        if several:
+            first = rows[several[0]]
+            raise ManifestError(
+                f"{path}:{lines[several[0]]}: label {LABEL_SEPARATOR.join(first.labels)!r} holds {LABEL_SEPARATOR!r}, "
+                f"which joins the tags of a tagging manifest ({len(several)} such row(s)); pass --tagging if this is "
+                f"a tagging task, or remove {LABEL_SEPARATOR!r} from the label"
+            )
     _check_labels(path, rows, lines)
     if group_column is not None:
         leaks = _groups_in_several_splits(rows)

@@ -41,6 +41,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -100,7 +102,7 @@ class LinearProbe(nn.Module):
     def to_state(self) -> dict:
         """Plain-data form for :func:`s3t.checkpoint.save_checkpoint`."""
         return {"labels": self.labels, "multilabel": self.multilabel, "threshold": self.threshold,
-                "state_dict": self.state_dict()}
+                "state_dict": self.state_dict(), "labels_digest": _labels_digest(self.labels, self.linear.weight)}
 
     @property
     def in_features(self) -> int:
@@ -110,10 +112,30 @@ class LinearProbe(nn.Module):
     @classmethod
     def from_state(cls, state: dict) -> "LinearProbe":
         weight = state["state_dict"]["linear.weight"]
-        probe = cls(weight.shape[1], state["labels"], state["multilabel"])
+        labels = state["labels"]
+        # Labels edited by hand (reordered, duplicated, numbers) would name the wrong classes silently.
+        if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) and label for label in labels):
+            raise ValueError("its labels must be a list of non-empty strings")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"its labels repeat {sorted({x for x in labels if labels.count(x) > 1})[:3]}")
+        if len(labels) != weight.shape[0]:
+            raise ValueError(f"it names {len(labels)} labels for a head of {weight.shape[0]} outputs")
+        if not isinstance(state["multilabel"], bool):
+            raise ValueError("its multilabel flag is not true or false")
+        # Probes written before the digest existed have none; a reordered label list keeps count and type.
+        if "labels_digest" in state and state["labels_digest"] != _labels_digest(labels, weight):
+            raise ValueError("its labels or weights were changed after training (they no longer match their digest)")
+        probe = cls(weight.shape[1], list(labels), state["multilabel"])
         probe.load_state_dict(state["state_dict"])
         probe.threshold = state.get("threshold")  # absent from probes written before thresholds existed
         return probe
+
+
+def _labels_digest(labels: Sequence[str], weight: torch.Tensor) -> str:
+    """sha256 of the label list and the head's weights (C, D) together: row c of the weights is label c."""
+    digest = hashlib.sha256(json.dumps(list(labels)).encode("utf-8"))
+    digest.update(weight.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_probe(path, *, in_features: int | None = None) -> LinearProbe:

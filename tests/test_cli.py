@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import json
+import os
 import subprocess
 import sys
 
@@ -182,8 +183,9 @@ def test_embed_a_folder_of_mixed_files_to_npy_and_parquet_and_rerun_skips_finish
         return real(*args, **kwargs)
 
     monkeypatch.setattr(s3t.cli, "featurize_files", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as exit_info:  # Ctrl-C: one line, exit 130, the finished part kept
         main(["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out)])
+    assert exit_info.value.code == 130
     assert not out.exists() and len(list((tmp_path / "emb.npy.parts").glob("*.npz"))) == 1
     monkeypatch.setattr(s3t.cli, "featurize_files", real)
     capsys.readouterr()
@@ -445,3 +447,250 @@ def test_probe_with_baselines_prints_one_table_of_three_rows_with_intervals_and_
                                                 "--out", str(tmp_path / "y.json"), "--cv", "3"])
     assert "at least 3 folds" in _fails(capsys, ["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest),
                                                  "--out", str(tmp_path / "z.json"), "--baselines", "--cv", "2"])
+
+
+# ----------------------------------------------------------------------------- reliability, round 2 (issue 32)
+
+
+def _tone_folder(root, names=("a.wav", "b.wav"), seconds=1.0):
+    """Short 16-bit WAV tones under ``root`` (names may hold bytes that are not UTF-8, as os.fsdecode gives them)."""
+    root.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * SR)) / SR
+    for i, name in enumerate(names):
+        y = 0.3 * np.sin(2 * np.pi * (300 + 200 * i) * t)
+        with open(os.path.join(os.fsencode(root), os.fsencode(name)), "wb") as fh:
+            sf.write(fh, y.astype(np.float32), SR, format="WAV", subtype="PCM_16")
+    return root
+
+
+def _embed(ckpt, folder, out, *extra):
+    return ["embed", "--checkpoint", str(ckpt), "--audio", str(folder), "--out", str(out), *extra]
+
+
+def test_a_users_file_beside_the_table_is_never_replaced(trained, tmp_path, capsys):
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music")
+    songs = tmp_path / "songs.csv"
+    songs.write_text("path,label,split\nx.wav,a,train\n")
+    err = _fails(capsys, _embed(ckpt, folder, tmp_path / "songs.npy"))
+    assert "songs.csv exists" in err and "choose another --out" in err
+    assert songs.read_text() == "path,label,split\nx.wav,a,train\n" and not (tmp_path / "songs.npy").exists()
+    (tmp_path / "t.npy.json").write_text("{not json")  # a broken descriptor of someone else's is not replaced either
+    assert "t.npy.json exists" in _fails(capsys, _embed(ckpt, folder, tmp_path / "t.npy"))
+
+
+def test_names_that_are_not_utf8_and_spreadsheet_formulas_are_embedded_and_written_safely(trained, tmp_path, capsys):
+    import pandas as pd
+
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music", names=("caf\udce9.wav", "=1+1.wav"))
+    main(_embed(ckpt, folder, tmp_path / "e.npy"))
+    index = (tmp_path / "e.csv").read_text(encoding="utf-8")
+    assert "caf\\xe9.wav" in index and "'=1+1.wav" in index.replace(str(folder) + "/", "")
+    assert np.load(tmp_path / "e.npy").shape == (2, 8)
+    main(_embed(ckpt, folder, tmp_path / "e.parquet"))
+    paths = pd.read_parquet(tmp_path / "e.parquet")["path"].map(lambda p: p.rsplit("/", 1)[1]).tolist()
+    assert sorted(paths) == ["=1+1.wav", "caf\\xe9.wav"]  # Parquet keeps the text; only the bytes are escaped
+    capsys.readouterr()
+    main(_embed(ckpt, folder, tmp_path / "e.npy"))
+    assert "2 already embedded" in capsys.readouterr().err  # read back from the escaped CSV
+
+
+def test_a_file_replaced_under_the_same_name_is_embedded_again(trained, tmp_path, capsys):
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music")
+    main(_embed(ckpt, folder, tmp_path / "e.npy"))
+    before = np.load(tmp_path / "e.npy")
+    _tone_folder(folder, names=("b.wav",), seconds=1.5)  # other audio, same name
+    capsys.readouterr()
+    main(_embed(ckpt, folder, tmp_path / "e.npy"))
+    assert "1 already embedded" in capsys.readouterr().err
+    after = np.load(tmp_path / "e.npy")
+    assert np.array_equal(after[0], before[0]) and not np.array_equal(after[1], before[1])
+
+
+@pytest.mark.parametrize("damage", ["row", "json", "npy"])
+def test_a_damaged_or_half_published_table_is_refused_naming_its_files(trained, tmp_path, capsys, damage):
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music")
+    out = tmp_path / "e.npy"
+    main(_embed(ckpt, folder, out))
+    if damage == "row":
+        lines = (tmp_path / "e.csv").read_text().splitlines()
+        (tmp_path / "e.csv").write_text("\n".join(lines[:-1]) + "\n")
+    elif damage == "json":
+        (tmp_path / "e.npy.json").write_text('{"checkpoint_sha256": "x", "dim": 8')
+    else:
+        out.write_bytes(out.read_bytes()[:-40])
+    err = _fails(capsys, _embed(ckpt, folder, out))
+    assert "delete" in err and "e.npy" in err and ("e.csv" in err or "e.npy.json" in err)
+
+
+def test_everything_rejected_exits_2_and_writes_nothing(trained, tmp_path, capsys):
+    _, _, ckpt = trained
+    folder = tmp_path / "music"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(b"")
+    sf.write(folder / "dc.wav", np.full(SR, 0.5, np.float32), SR)  # a constant offset: loud by its peak, no sound
+    sf.write(folder / "one.wav", np.array([0.5], np.float32), SR)  # one sample: shorter than one CQT frame
+    err = _fails(capsys, _embed(ckpt, folder, tmp_path / "e.npy"))
+    assert "none of the 3 audio file(s)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["music"]
+
+
+def test_dc_only_and_one_sample_files_are_rejected_with_their_reason(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(tmp_path / "m.json"),
+          "--save-probe", str(tmp_path / "p.pt"), "--epochs", "2", "--protocol", "paper"])
+    sf.write(tmp_path / "dc.wav", np.full(SR, 0.5, np.float32), SR)
+    sf.write(tmp_path / "one.wav", np.array([0.5], np.float32), SR)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"), str(tmp_path / "dc.wav"),
+              str(tmp_path / "one.wav")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "dc.wav: no sound (a constant offset" in err and "one.wav: too short" in err
+
+
+def test_an_unreadable_subfolder_is_reported_not_skipped_silently(trained, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music")
+    _tone_folder(folder / "locked", names=("c.wav",))
+    real = os.scandir
+
+    def scandir(path="."):  # what a folder without read permission does (tests run as root, who reads anything)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    main(_embed(ckpt, folder, tmp_path / "e.npy"))
+    assert "locked: folder cannot be read (Permission denied)" in capsys.readouterr().err
+    rejected = pd.read_csv(tmp_path / "e.npy.rejected.csv")
+    assert rejected["path"].str.endswith("locked").tolist() == [True]
+
+
+def test_a_second_run_to_the_same_out_stops_at_once_on_the_lock(trained, tmp_path, capsys):
+    from filelock import FileLock
+
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music")
+    (tmp_path / "e.npy.parts").mkdir()
+    with FileLock(str(tmp_path / "e.npy.parts" / ".lock")):  # the first run holds it
+        err = _fails(capsys, _embed(ckpt, folder, tmp_path / "e.npy"))
+    assert "another s3t embed is writing --out" in err and not (tmp_path / "e.npy").exists()
+    main(_embed(ckpt, folder, tmp_path / "e.npy"))  # once it is free, the run goes through
+    assert np.load(tmp_path / "e.npy").shape == (2, 8)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--window", "inf"], "argument --window: must be a number of seconds > 0"),
+    (["--window", "nan"], "argument --window: must be a number of seconds > 0"),
+    (["--window", "1", "--hop", "inf"], "argument --hop: must be a number of seconds > 0"),
+    (["--window", "1", "--hop", "2"], "--hop 2 is longer than --window 1"),
+    (["--segments", "100000"], "argument --segments: must be at most 64"),
+    (["--device", "gpu0"], "--device 'gpu0' is not a device name"),
+])
+def test_bad_numbers_and_devices_end_in_one_line_before_any_work(trained, tmp_path, capsys, args, expected):
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music")
+    assert expected in _fails(capsys, _embed(ckpt, folder, tmp_path / "e.npy", *args))
+    assert not (tmp_path / "e.npy.parts").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_a_cuda_device_on_a_machine_without_one_says_use_cpu(trained, tmp_path, capsys):
+    _, _, ckpt = trained
+    err = _fails(capsys, _embed(ckpt, _tone_folder(tmp_path / "music"), tmp_path / "e.npy", "--device", "cuda"))
+    assert "no CUDA device here; use --device cpu" in err
+
+
+def test_hop_longer_than_the_window_is_accepted_with_allow_gaps(trained, tmp_path):
+    _, _, ckpt = trained
+    folder = _tone_folder(tmp_path / "music", seconds=2.0)
+    main(_embed(ckpt, folder, tmp_path / "e.npy", "--window", "0.5", "--hop", "1.0", "--allow-gaps"))
+    assert np.load(tmp_path / "e.npy").shape[0] == 4  # 0-0.5 and 1.0-1.5 of each file
+
+
+def test_rows_per_run_are_capped(trained, tmp_path, capsys, monkeypatch):
+    import s3t.cli
+
+    _, _, ckpt = trained
+    monkeypatch.setattr(s3t.cli, "MAX_ROWS", 3)
+    err = _fails(capsys, _embed(ckpt, _tone_folder(tmp_path / "music"), tmp_path / "e.npy", "--window", "0.25"))
+    assert "more than 3 rows" in err and not (tmp_path / "e.npy").exists()
+
+
+def test_ctrl_c_ends_with_one_line_and_exit_130(trained, tmp_path, capsys, monkeypatch):
+    import s3t.cli
+
+    _, _, ckpt = trained
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(s3t.cli, "featurize_files", interrupted)
+    err = _fails(capsys, _embed(ckpt, _tone_folder(tmp_path / "music"), tmp_path / "e.npy"), code=130)
+    assert "interrupted" in err
+
+
+def test_info_reads_a_tables_descriptor_and_says_what_other_files_are_not(trained, tmp_path, capsys):
+    _, _, ckpt = trained
+    main(_embed(ckpt, _tone_folder(tmp_path / "music"), tmp_path / "e.npy"))
+    for name in ("e.npy", "e.csv", "e.npy.json"):
+        capsys.readouterr()
+        main(["info", str(tmp_path / name)])
+        card = capsys.readouterr().out
+        assert "An embedding table written by `s3t embed --audio`" in card and "| rows | 2 (8-d float32)" in card
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).bytes(4096))
+    np.save(tmp_path / "loose.npy", np.zeros(3))
+    for name, words in (("random.bin", "not a torch archive"), ("loose.npy", "not an s3t embed table")):
+        err = _fails(capsys, ["info", str(tmp_path / name)])
+        assert words in err and "weights_only" not in err
+
+
+def test_non_finite_weights_are_refused_at_load_naming_the_tensor(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    state = load_checkpoint(ckpt)
+    name = next(k for k, v in state["encoder"].items() if v.is_floating_point())
+    state["encoder"][name] = torch.full_like(state["encoder"][name], float("nan"))
+    save_checkpoint(state, tmp_path / "nan.pt")
+    err = _fails(capsys, _embed(tmp_path / "nan.pt", _tone_folder(tmp_path / "music"), tmp_path / "e.npy"))
+    assert f"tensor encoder.{name} holds NaN" in err
+
+
+@pytest.mark.parametrize("edit", ["reversed", "duplicated", "integers"])
+def test_a_probe_whose_labels_were_edited_is_refused(trained, tmp_path, capsys, edit):
+    root, manifest, ckpt = trained
+    torch.manual_seed(0)
+    probe = LinearProbe(8, ["a", "b", "c"], multilabel=False)
+    state = probe.to_state()
+    state["labels"] = {"reversed": ["c", "b", "a"], "duplicated": ["a", "a", "c"], "integers": [0, 1, 2]}[edit]
+    save_checkpoint({"probe": state, "history": [], "metrics": {}}, tmp_path / "p.pt", kind=KIND_PROBE)
+    err = _fails(capsys, ["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"),
+                          str(root / "audio" / "low" / "low00.wav")])
+    assert "damaged probe checkpoint" in err
+
+
+def test_a_bar_in_a_single_label_manifest_needs_tagging_asked_for(trained, tmp_path, capsys):
+    root, _, ckpt = trained
+    rows = [ManifestRow(str(root / "audio" / "low" / f"low{i:02d}.wav"), ("low",), split)
+            for i, split in enumerate(["train", "train", "valid", "test"])]
+    rows.append(ManifestRow(str(root / "audio" / "high" / "high00.wav"), ("rock", "pop"), "train"))
+    write_manifest(rows, tmp_path / "m.csv")
+    args = ["probe", "--checkpoint", str(ckpt), "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "r.json"),
+            "--epochs", "1", "--protocol", "paper"]
+    err = _fails(capsys, args)
+    assert "'rock|pop' holds '|'" in err and "pass --tagging" in err
+    main(args + ["--tagging"])
+    assert "roc_auc" in json.loads((tmp_path / "r.json").read_text()) or (tmp_path / "r.json").exists()
+
+
+def test_probe_outputs_in_a_folder_that_cannot_be_written_are_refused_before_any_work(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    (tmp_path / "file").write_text("a file, not a folder")
+    err = _fails(capsys, ["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(tmp_path / "m.json"),
+                          "--save-probe", str(tmp_path / "file" / "p.pt")])
+    assert "--save-probe" in err and "cannot write in" in err and not (tmp_path / "m.json").exists()
