@@ -247,12 +247,14 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
             f"--out {args.out} exists; pass --resume to continue that run, or give another --out (it is never replaced)"
         )
     check_replaceable(args.out, KIND_ENCODER)
-    paths = [str(p) for root in args.audio for p in find_audio_files(root)]
+    unreadable: list[tuple[str, str]] = []
+    paths = [str(p) for root in args.audio for p in find_audio_files(root, unreadable)]
     if not paths:
         raise CLIError(f"no audio files found under {', '.join(args.audio)}")
     device = _device(args.device)
     keep_freed_memory()  # the step's large tensors are reused, not page-faulted in anew (s3t.allocator)
     clips, _, rejected = _featurize(paths, model.cqt, device, args.workers, "featurize")
+    rejected = [Rejected(folder, reason) for folder, reason in unreadable] + rejected
     listed = _write_skipped(args.out, rejected)
     print(f"s3t: {len(clips)} clips for pre-training, {len(rejected)} skipped (listed with reasons in {listed})",
           file=sys.stderr)
@@ -317,6 +319,9 @@ def _embed_manifest(args: argparse.Namespace) -> tuple[EmbeddingSet, list[Reject
 
 FILES_PER_PART = 32
 """Files embedded between two saves of a folder run's progress (OUT.parts/): the most an interruption loses."""
+
+MAX_WINDOWS_PER_FILE = 10_000
+"""Most windows of one file (an hour every 0.36 s): a window of one CQT frame over an hour would be 155,000 rows."""
 
 MAX_ROWS = 2_000_000
 """Most rows one `s3t embed --audio` run writes (8 GB of 1,024-d float32): a window of one CQT frame over hours of
@@ -445,6 +450,12 @@ def _embed_folder_locked(args, out: Path, paths: list[str], unreadable: list[tup
             clips, kept, skipped = featurize_files(chunk, cqt, workers=args.workers, min_seconds=_min_seconds(cqt.config),
                                                    on_file=lambda _: bar.update())
             rejected += skipped
+            fps = encoder.config.cqt.frames_per_second
+            for clip, path in zip(clips, kept):
+                n = len(window_bounds(clip.shape[-1], fps, args.window, args.hop))
+                if n > MAX_WINDOWS_PER_FILE:
+                    raise CLIError(f"{path_text(path)} would give {n:,} windows (at most {MAX_WINDOWS_PER_FILE:,} per "
+                                   f"file); use a longer --hop")
             windows = embed_windows(encoder, clips, window_s=args.window, hop_s=args.hop,
                                     batch_size=args.batch_size, num_segments=args.segments, device=device)
             rows += len(windows.clip)
@@ -584,11 +595,12 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(f"s3t: probe on test ({embeddings.method}): {json.dumps(shown)}")
 
 
-def _audio_inputs(items: Sequence[str]) -> list[str]:
-    """Files as given, folders expanded to their audio files (recursively, sorted)."""
+def _audio_inputs(items: Sequence[str], unreadable: list[tuple[str, str]]) -> list[str]:
+    """Files as given, folders expanded to their audio files (recursively, sorted); sub-folders that cannot be
+    listed are appended to ``unreadable``."""
     paths: list[str] = []
     for item in items:
-        paths += [str(p) for p in find_audio_files(item)] if Path(item).is_dir() else [item]
+        paths += [str(p) for p in find_audio_files(item, unreadable)] if Path(item).is_dir() else [item]
     return paths
 
 
@@ -610,10 +622,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if probe.multilabel and threshold is None:
         threshold = 0.5
         print(f"s3t: {args.probe} stores no tag threshold (written before thresholds existed); using 0.5", file=sys.stderr)
-    paths = _audio_inputs(args.files)
+    unreadable: list[tuple[str, str]] = []
+    paths = _audio_inputs(args.files, unreadable)
     if not paths:
         raise CLIError(f"no audio files found in {', '.join(args.files)}")
     clips, kept, rejected = _featurize(paths, encoder.config.cqt, device, 0, "featurize")
+    rejected = [Rejected(folder, reason) for folder, reason in unreadable] + rejected
     _report_rejected(rejected)
     if not clips:
         raise _none_readable(rejected)

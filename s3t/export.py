@@ -208,7 +208,9 @@ def check_own_files(out: str | os.PathLike) -> None:
                 found = json.loads(path.read_bytes()[: 256 << 20])
             except (ValueError, OSError):
                 raise refuse(path, "is not the JSON descriptor of an s3t embed table") from None
-            if not isinstance(found, dict) or "checkpoint_sha256" not in found or "dim" not in found:
+            # Written by write_table: its digests; tables of earlier versions: their settings.
+            if not isinstance(found, dict) or not (isinstance(found.get("sha256"), dict)
+                                                   or {"checkpoint_sha256", "dim"} <= found.keys()):
                 raise refuse(path, "is not the JSON descriptor of an s3t embed table")
             continue
         if what in _HEADERS:

@@ -161,6 +161,7 @@ def test_stale_temporary_files_of_the_target_are_removed_on_the_next_write(tmp_p
 def test_random_bytes_are_damage_not_a_pickle_payload(tmp_path):
     path = tmp_path / "noise.pt"
     path.write_bytes(bytes(range(200)))
-    with pytest.raises(CheckpointError, match="not a readable checkpoint") as info:
+    with pytest.raises(CheckpointError, match="not a torch archive") as info:
         load_checkpoint(path)
-    assert "pickle payload" not in str(info.value) and "\n" not in str(info.value)
+    # torch.load is never reached, so its advice (weights_only=False) is never repeated.
+    assert "pickle payload" not in str(info.value) and "weights_only" not in str(info.value) and "\n" not in str(info.value)
