@@ -40,7 +40,7 @@ from s3t.allocator import keep_freed_memory
 from s3t.audio import find_audio_files
 from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_replaceable, load_checkpoint, save_checkpoint
 from s3t.cqt import CQT
-from s3t.embed import EmbeddingSet, embed_spectrograms, embed_windows, load_embeddings, window_bounds
+from s3t.embed import EmbeddingSet, WindowEmbeddings, embed_files, embed_windows, load_embeddings, window_bounds
 from s3t.evaluation import cross_validated_rows, rows_on_test_split
 from s3t.export import (EmbeddingTable, ExportError, check_own_files, companion, csv_cell, output_format, path_text,
                         read_part, read_table, write_part, write_table)
@@ -51,7 +51,7 @@ from s3t.model import ModelConfig
 from s3t.modelcard import model_card
 from s3t.report import evaluation_tables, markdown_table
 from s3t.probe import PROTOCOLS, LinearProbe, ProbeConfig, load_probe, probe_splits, protocol_options
-from s3t.train import PretrainConfig, load_encoder, pretrain, record_provenance
+from s3t.train import PretrainConfig, load_encoder, pretrain, record_provenance, training_clip_seconds
 
 class CLIError(ValueError):
     """Bad command-line input."""
@@ -272,9 +272,17 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if history:
         # What the model card needs and the training loop does not know: the data and the software.
         hours = sum(c.shape[-1] for c in clips) / model.cqt.frames_per_second / 3600
+        frames = sorted(c.shape[-1] for c in clips)
         record_provenance(args.out, args.out, {"dataset": ", ".join(args.audio), "splits": None, "clips": len(clips),
-                                               "hours": hours})
+                                               "hours": hours,
+                                               "clip_seconds": frames[len(frames) // 2] / model.cqt.frames_per_second})
         print(f"s3t: wrote {args.out} (epoch {history[-1]['epoch'] + 1}, loss {history[-1]['loss']:.4f})")
+
+
+def _clip_seconds(checkpoint: str) -> float | None:
+    """The clip length an encoder checkpoint was pre-trained on: files longer than it are embedded as the mean of
+    windows of it (s3t.embed.embed_files)."""
+    return training_clip_seconds(load_checkpoint(checkpoint, kind=KIND_ENCODER))
 
 
 class _ManifestClips:
@@ -286,6 +294,7 @@ class _ManifestClips:
         self.rows = read_manifest(args.manifest, group_column=args.group_column, tagging=True if args.tagging else False)
         self.device = _device(args.device)
         self.encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
+        self.clip_seconds = _clip_seconds(args.checkpoint)
         self.clips, self.kept, self.rejected = _featurize([r.path for r in self.rows], self.encoder.config.cqt,
                                                           self.device, args.workers, "featurize")
         _report_rejected(self.rejected)
@@ -305,7 +314,7 @@ class _ManifestClips:
 
     def embed(self, encoder, method: str) -> EmbeddingSet:
         with _progress(len(self.clips), f"embed {method}") as bar:
-            x = embed_spectrograms(encoder, self.clips, batch_size=self.args.batch_size, num_segments=self.args.segments,
+            x = embed_files(encoder, self.clips, self.clip_seconds, batch_size=self.args.batch_size, num_segments=self.args.segments,
                                    device=self.device, on_batch=lambda n: bar.update(n - bar.n))
         return self.labeled(x, method)
 
@@ -384,6 +393,8 @@ def _embed_folder(args: argparse.Namespace) -> None:
         "window_s": args.window, "hop_s": args.hop if args.hop is not None else args.window,
         "segments": encoder.config.embed_segments if args.segments is None else args.segments,
         "pooling": encoder.config.embed_pooling, "dim": encoder.embedding_dim,
+        # Without --window a file longer than the training clip is the mean of windows of this length.
+        "file_windows_s": None if args.window is not None else _clip_seconds(args.checkpoint),
     }
     # Check window and hop before any work (a one-frame clip exercises every check).
     window_bounds(1, encoder.config.cqt.frames_per_second, args.window, args.hop)
@@ -456,8 +467,14 @@ def _embed_folder_locked(args, out: Path, paths: list[str], unreadable: list[tup
                 if n > MAX_WINDOWS_PER_FILE:
                     raise CLIError(f"{path_text(path)} would give {n:,} windows (at most {MAX_WINDOWS_PER_FILE:,} per "
                                    f"file); use a longer --hop")
-            windows = embed_windows(encoder, clips, window_s=args.window, hop_s=args.hop,
-                                    batch_size=args.batch_size, num_segments=args.segments, device=device)
+            if args.window is None:  # one row per file, from 0 to its end
+                emb = embed_files(encoder, clips, settings["file_windows_s"], batch_size=args.batch_size,
+                                  num_segments=args.segments, device=device)
+                windows = WindowEmbeddings(emb, list(range(len(clips))), [0.0] * len(clips),
+                                           [c.shape[-1] / fps for c in clips])
+            else:
+                windows = embed_windows(encoder, clips, window_s=args.window, hop_s=args.hop,
+                                        batch_size=args.batch_size, num_segments=args.segments, device=device)
             rows += len(windows.clip)
             if rows > MAX_ROWS:
                 raise CLIError(f"this run would write more than {MAX_ROWS:,} rows; use a longer --hop or --window")
@@ -615,6 +632,8 @@ def _predictions(probe: LinearProbe, scores: torch.Tensor, top: int, threshold: 
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.hop is not None and args.window is None:
+        raise CLIError("--hop needs --window (the window length)")
     device = _device(args.device)
     encoder = load_encoder(args.checkpoint)
     probe = load_probe(args.probe, in_features=encoder.embedding_dim)
@@ -631,31 +650,39 @@ def cmd_predict(args: argparse.Namespace) -> None:
     _report_rejected(rejected)
     if not clips:
         raise _none_readable(rejected)
-    emb = embed_spectrograms(encoder, clips, device=device)
+    if args.window is None:  # one row per file (the mean of its windows when it is longer than a training clip)
+        emb = embed_files(encoder, clips, _clip_seconds(args.checkpoint), device=device)
+        rows = [(path, None, None) for path in kept]
+    else:
+        windows = embed_windows(encoder, clips, window_s=args.window, hop_s=args.hop, device=device)
+        emb = windows.embeddings
+        rows = [(kept[i], a, b) for i, a, b in zip(windows.clip, windows.start_s, windows.end_s)]
     with torch.no_grad():
         scores = probe.scores(emb)
     predictions = _predictions(probe, scores, args.top, threshold)
+    windowed = args.window is not None
     if args.format == "json":
         print(json.dumps({
             "checkpoint": str(args.checkpoint), "probe": str(args.probe),
             "task": "multi-label" if probe.multilabel else "single-label",
             "threshold": threshold if probe.multilabel else None,
-            "predictions": [{"path": path_text(path), "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
-                            for path, ranked in zip(kept, predictions)],
+            "predictions": [{"path": path_text(path), **({"start_s": round(a, 3), "end_s": round(b, 3)} if windowed else {}),
+                             "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
+                            for (path, a, b), ranked in zip(rows, predictions)],
             "rejected": [{"path": path_text(r.path), "reason": r.reason} for r in rejected],
         }, indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "rank", "label", "score"])
-        for path, ranked in zip(kept, predictions):
+        writer.writerow(["path", *(["start_s", "end_s"] if windowed else []), "rank", "label", "score"])
+        for (path, a, b), ranked in zip(rows, predictions):
             # A file with no tag above the threshold still gets a row, so every file read is listed.
-            cell = csv_cell(path_text(path))
-            writer.writerows([[cell, i + 1, csv_cell(label), f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
-                             or [[cell, "", "", ""]])
+            cells = [csv_cell(path_text(path)), *([f"{a:.3f}", f"{b:.3f}"] if windowed else [])]
+            writer.writerows([[*cells, i + 1, csv_cell(label), f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
+                             or [[*cells, "", "", ""]])
     else:
-        for path, ranked in zip(kept, predictions):
+        for (path, a, b), ranked in zip(rows, predictions):
             shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked) or f"(no tag scores {threshold:.3f} or more)"
-            print(f"{path_text(path)}: {shown}")
+            print(f"{path_text(path)}{f' [{a:.1f}-{b:.1f} s]' if windowed else ''}: {shown}")
     if rejected:
         sys.exit(1)
 
@@ -814,6 +841,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-label probes: show tags scoring at least this (default: the probe's validation threshold)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="table: one line per file; csv: path,rank,label,score rows; json: one document (default table)")
+    p.add_argument("--window", type=_seconds, metavar="S",
+                   help="labels per window of S seconds instead of per file (a file's labels: its windows' mean embedding)")
+    p.add_argument("--hop", type=_seconds, metavar="S", help="with --window: seconds between window starts (default: S)")
     p.add_argument("files", nargs="+", metavar="FILE_OR_DIR", help="audio files, or folders searched recursively")
     p.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     p.set_defaults(func=cmd_predict)

@@ -15,9 +15,18 @@ so that every tool embeds alike (arguments here override them):
   over all positions, concatenated: earlier stages keep finer time-frequency detail, and the
   standard deviation keeps how much it varies, which a mean loses.
 
-Windows (:func:`window_bounds`, :func:`embed_windows`): for audio of any length the CLI
-embeds a whole file as one clip, or cuts it into windows of ``window_s`` seconds every
-``hop_s`` seconds and embeds each window as a clip of its own. Windows are whole, never
+A file embedding (:func:`embed_files`): a file no longer than :data:`SQUEEZE_LIMIT` times the
+clip length the encoder was pre-trained on (30 s in the pipeline; stored in the checkpoint) is
+one clip. A longer one is cut into the fewest windows of that length that cover it, evenly
+spaced from its start to its end (overlapping where the length is not a multiple), and its
+embedding is the mean of theirs. Without this a 4-minute song would be squeezed 8x in time
+into one model input, a time scale pre-training never showed the encoder. The mean (not,
+say, a max or a concatenation) keeps one vector of the probe's size for any length and
+weighs every part of the song alike.
+
+Windows (:func:`window_bounds`, :func:`embed_windows`): asked for explicitly, the CLI cuts a
+file into windows of ``window_s`` seconds every ``hop_s`` seconds and embeds each window as
+a clip of its own, one row each. Windows are whole, never
 cut short: when more than half a hop of audio is left after the last window, one more
 window ends at the file's end (overlapping its neighbour more than the hop says); a file
 shorter than one window is one row.
@@ -109,6 +118,54 @@ def window_bounds(num_frames: int, frames_per_second: float, window_s: float | N
     if tail - bounds[-1][0] > hop_s * frames_per_second / 2:
         bounds.append((tail, num_frames))
     return bounds
+
+
+SQUEEZE_LIMIT = 1.25
+"""Longest file, in training clips, embedded as one clip: pre-training views already stretch and squeeze crops of
+10-90 % of a clip, so a quarter more is within what the encoder saw."""
+
+
+def file_windows(num_frames: int, clip_frames: int) -> list[tuple[int, int]]:
+    """Frame ranges [a, b) of a file embedding's windows (module docstring): the whole file when it is at most
+    :data:`SQUEEZE_LIMIT` clips long, else ``ceil(num_frames / clip_frames)`` windows of ``clip_frames``, the
+    first at the start, the last at the end, the others evenly between."""
+    if num_frames < 1 or clip_frames < 1:
+        raise ValueError(f"num_frames and clip_frames must be >= 1, got {num_frames} and {clip_frames}")
+    if num_frames <= SQUEEZE_LIMIT * clip_frames:
+        return [(0, num_frames)]
+    n = -(-num_frames // clip_frames)
+    starts = torch.linspace(0, num_frames - clip_frames, n).round().long().tolist()
+    return [(a, a + clip_frames) for a in starts]
+
+
+@torch.no_grad()
+def embed_files(
+    encoder: Encoder,
+    clips: Sequence[torch.Tensor],
+    clip_seconds: float | None,
+    *,
+    batch_size: int = 32,
+    num_segments: int | None = None,
+    device: torch.device | str = "cpu",
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """One embedding per file of log-CQT (F, T_i): (N, D) float32 on CPU, the mean over :func:`file_windows` of
+    ``clip_seconds`` (the encoder's training clip length; None: every file whole, as :func:`embed_spectrograms`).
+    ``on_batch(n)`` is called with the number of windows done."""
+    if clip_seconds is None:
+        return embed_spectrograms(encoder, clips, batch_size=batch_size, num_segments=num_segments, device=device,
+                                  on_batch=on_batch)
+    clip_frames = max(1, round(clip_seconds * encoder.config.cqt.frames_per_second))
+    pieces, owner = [], []
+    for i, spec in enumerate(clips):
+        for a, b in file_windows(spec.shape[-1], clip_frames):
+            pieces.append(spec[:, a:b])
+            owner.append(i)
+    emb = embed_spectrograms(encoder, pieces, batch_size=batch_size, num_segments=num_segments, device=device,
+                             on_batch=on_batch)
+    index = torch.tensor(owner, dtype=torch.long)
+    sums = torch.zeros(len(clips), emb.shape[1]).index_add_(0, index, emb)
+    return sums / torch.bincount(index, minlength=len(clips)).clamp_min(1)[:, None]
 
 
 @dataclass(frozen=True)

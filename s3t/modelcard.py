@@ -131,6 +131,8 @@ def _encoder_card(state: dict[str, Any]) -> list[str]:
         ("splits used", _fmt(data.get("splits"))),
         ("clips", _fmt(data.get("clips"))),
         ("hours of audio", NOT_RECORDED if hours is None else f"{hours:.2f}"),
+        ("clip length", NOT_RECORDED if not data.get("clip_seconds") else
+         f"{data['clip_seconds']:.1f} s (median); a longer file's embedding is the mean of windows of this length"),
         ("epochs", f"{epochs_done} of {train['epochs']} ({state.get('step', NOT_RECORDED)} steps)"),
         ("final loss (InfoNCE, last epoch's mean)", f"{history[-1]['loss']:.4f}" if history else NOT_RECORDED),
         ("optimiser", f"AdamW, lr {train['lr']:g} (cosine, {train['warmup_epochs']} warm-up epochs), "
@@ -143,6 +145,15 @@ def _encoder_card(state: dict[str, Any]) -> list[str]:
                        "other_recordings": "queued keys of other recordings"}[train.get("negatives", "all")]),
         ("seed", train.get("seed", NOT_RECORDED)),
     ])
+    what = f"{hours:.1f} h of {data.get('dataset')}" if hours is not None else "the data above"
+    lines += ["", "## Intended use and limitations", "",
+              "A research encoder for music-information retrieval: frozen embeddings for linear probes, nearest",
+              f"neighbours and tagging of music like its pre-training data ({what}). Pre-trained on so little music,",
+              "it is not a general music model: on the project's held-out packages it has read no better than the same",
+              "network at random initialisation nor than per-bin log-CQT statistics (README, \"Results\", gives the",
+              "figures with their intervals). Check it on your own labelled music with",
+              "`s3t probe --baselines` before relying on it. Labels a probe gives to music unlike its training data",
+              "are not flagged as such."]
     return lines + _software(state)
 
 

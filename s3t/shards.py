@@ -855,6 +855,14 @@ def audio_hours(clips: torch.utils.data.Dataset) -> float:
     return sum(row["duration_s"] for row in _store_rows(clips)) / 3600
 
 
+def median_clip_seconds(clips: torch.utils.data.Dataset) -> float:
+    """The median length in seconds of what :func:`pretraining_clips` returns (the clip length a model was
+    trained on, stored in its checkpoint so that longer files are embedded in windows of it)."""
+    durations = sorted(row["duration_s"] for row in _store_rows(clips))
+    mid = len(durations) // 2
+    return durations[mid] if len(durations) % 2 else (durations[mid - 1] + durations[mid]) / 2
+
+
 def clip_paths(clips: torch.utils.data.Dataset) -> list[str]:
     """Each clip's audio file as its index stores it (of what :func:`pretraining_clips` returns)."""
     return [row["path"] for row in _store_rows(clips)]

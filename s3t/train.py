@@ -413,6 +413,17 @@ def record_provenance(checkpoint: str | Path, out: str | Path, data: dict[str, A
     return state
 
 
+def training_clip_seconds(state: dict[str, Any]) -> float | None:
+    """The length in seconds of the clips an encoder checkpoint was pre-trained on: the median its provenance
+    records, or for checkpoints written before that, its hours over its clips; None when it records neither."""
+    data = state.get("data") or {}
+    if isinstance(data.get("clip_seconds"), (int, float)) and data["clip_seconds"] > 0:
+        return float(data["clip_seconds"])
+    if isinstance(data.get("hours"), (int, float)) and isinstance(data.get("clips"), int) and data["clips"] > 0:
+        return float(data["hours"]) * 3600 / data["clips"] or None
+    return None
+
+
 def load_encoder(checkpoint_path: str | Path, *, random_init: bool = False, seed: int = 0) -> Encoder:
     """The frozen pre-trained encoder of a checkpoint, or the same architecture freshly
     initialised with ``seed`` (the paper's Random-Init baseline) when ``random_init``.

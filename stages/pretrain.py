@@ -36,7 +36,7 @@ from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
 from s3t.manifest import dataset_recordings
-from s3t.shards import audio_hours, clip_recordings, pretraining_clips
+from s3t.shards import audio_hours, clip_recordings, median_clip_seconds, pretraining_clips
 from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
 
@@ -110,7 +110,8 @@ def main() -> None:
         MODELS.mkdir(exist_ok=True)
         # The released checkpoint also says what it was trained on and with which software (the model card's facts).
         state = record_provenance(work / "checkpoint.pt", MODELS / "pretrained.pt", {
-            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": audio_hours(clips)})
+            "dataset": section["dataset"], "splits": list(section["splits"]), "clips": len(clips), "hours": audio_hours(clips),
+            "clip_seconds": median_clip_seconds(clips)})
         tmp = MODELS / "pretrained.md.tmp"
         tmp.write_text(model_card(state, name="models/pretrained.pt"), encoding="utf-8")
         os.replace(tmp, MODELS / "pretrained.md")

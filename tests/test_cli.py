@@ -712,3 +712,26 @@ def test_windows_per_file_are_capped(trained, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(s3t.cli, "MAX_WINDOWS_PER_FILE", 3)
     err = _fails(capsys, _embed(ckpt, _tone_folder(tmp_path / "music"), tmp_path / "e.npy", "--window", "0.25"))
     assert "would give 4 windows (at most 3 per file); use a longer --hop" in err and not (tmp_path / "e.npy").exists()
+
+
+
+def test_predict_window_gives_one_row_per_window_and_long_files_are_the_mean_of_training_clips(trained, tmp_path, capsys):
+    from s3t.checkpoint import load_checkpoint
+    from s3t.train import training_clip_seconds
+
+    root, manifest, ckpt = trained
+    assert training_clip_seconds(load_checkpoint(ckpt)) == pytest.approx(1.5, abs=0.03)  # recorded by s3t pretrain
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(tmp_path / "m.json"),
+          "--save-probe", str(tmp_path / "p.pt"), "--epochs", "6", "--protocol", "paper"])
+    folder = _tone_folder(tmp_path / "music", names=("song.wav",), seconds=6.0)
+    capsys.readouterr()
+    main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"), "--window", "1.5", str(folder)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and lines[0].split(": ")[0].endswith("song.wav [0.0-1.5 s]")
+    main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"), "--format", "csv", "--window", "3",
+          str(folder)])
+    assert capsys.readouterr().out.splitlines()[0] == "path,start_s,end_s,rank,label,score"
+    # Without --window the 6 s file is one row: the mean of its four 1.5 s windows, not one squeezed view.
+    main(_embed(ckpt, folder, tmp_path / "f.npy"))
+    main(_embed(ckpt, folder, tmp_path / "w.npy", "--window", "1.5"))
+    assert np.allclose(np.load(tmp_path / "f.npy")[0], np.load(tmp_path / "w.npy").mean(0), atol=1e-5)

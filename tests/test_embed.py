@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from s3t.cqt import CQTConfig
-from s3t.embed import clip_views, embed_spectrograms, embed_windows, window_bounds
+from s3t.embed import SQUEEZE_LIMIT, clip_views, embed_files, embed_spectrograms, embed_windows, file_windows, window_bounds
 from s3t.model import Encoder, ModelConfig, standardize
 
 
@@ -168,3 +168,30 @@ def test_band_pooling_embeds_every_stage_per_octave():
     row_means = first[0].mean(2)  # (48, 16)
     rows = torch.tensor([16.0] * 15 + [12.0])
     assert torch.allclose(first_means.mean(1), (row_means * rows).sum(1) / 252, atol=1e-4)
+
+
+def test_a_four_minute_file_is_the_mean_of_its_thirty_second_windows():
+    torch.manual_seed(0)
+    encoder = Encoder(ModelConfig(backbone="tiny_test", preprocessor="frequency_tiling", input_size=32, cqt=CQTConfig()))
+    encoder.eval()
+    fps = encoder.config.cqt.frames_per_second
+    song = torch.randn(84, round(240 * fps))  # 4 minutes
+    clip = torch.randn(84, round(30 * fps))  # one training clip: whole, as before
+    got = embed_files(encoder, [song, clip], 30.0)
+    windows = [song[:, a : a + round(30 * fps)] for a in (round(k * 30 * fps) for k in range(8))]
+    expected = embed_spectrograms(encoder, windows).mean(0)
+    assert torch.allclose(got[0], expected, atol=1e-6)
+    assert torch.allclose(got[1], embed_spectrograms(encoder, [clip])[0], atol=1e-6)
+    assert torch.allclose(embed_files(encoder, [song], None), embed_spectrograms(encoder, [song]))  # no clip length known
+
+
+def test_file_windows_cover_the_file_with_the_fewest_windows_of_the_clip_length():
+    assert file_windows(100, 100) == [(0, 100)] and file_windows(int(SQUEEZE_LIMIT * 100), 100) == [(0, 125)]
+    bounds = file_windows(250, 100)
+    assert bounds == [(0, 100), (75, 175), (150, 250)]  # first at the start, last at the end, evenly between
+    for frames in (126, 301, 999, 1000):
+        bounds = file_windows(frames, 100)
+        assert len(bounds) == -(-frames // 100) and bounds[0][0] == 0 and bounds[-1][1] == frames
+        assert all(b - a == 100 for a, b in bounds) and all(b2 >= a1 for (a1, _), (a2, b2) in zip(bounds, bounds[1:]))
+    with pytest.raises(ValueError):
+        file_windows(0, 100)
