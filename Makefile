@@ -30,7 +30,6 @@ run: install
 		echo "make run: put the .deb files there, or run on a machine with apt-get, for the real-music run."; \
 		PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc exp run -S data=corpus; \
 	fi
-	$(BIN)/dvc metrics show
 	@sed -n '/^## This run on/,$$p' reports/tables.md
 	@echo "Tables: reports/tables.md   Metrics: dvc metrics show   Plots: dvc plots show   Model card: models/pretrained.md"
 	@echo "Report: $(CURDIR)/reports/index.html"

@@ -15,6 +15,7 @@ embeddings file (``rejected``), and for ``pretrain`` in ``<out>.skipped.csv`` (p
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import hashlib
 import json
@@ -94,7 +95,8 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _progress(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="clip", dynamic_ncols=True, file=sys.stderr)
+    # disable=None: drawn only when stderr is a terminal, so logs and pipes stay clean.
+    return tqdm(total=total, desc=desc, unit="clip", dynamic_ncols=True, file=sys.stderr, disable=None)
 
 
 def _featurize(paths: Sequence[str], cqt_config, device: torch.device, workers: int, desc: str):
@@ -232,15 +234,25 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     for key in ("epochs", "batch_size", "K", "m", "lr", "warmup_epochs", "seed"):
         if getattr(args, key) is not None:
             train_fields[key] = getattr(args, key)
-    if args.epochs is not None and args.warmup_epochs is None:
-        # The paper warms up 20 of its 400 epochs; keep that share rather than 20 epochs of a short run.
-        train_fields["warmup_epochs"] = round(PretrainConfig.warmup_epochs / PretrainConfig.epochs * args.epochs)
     if args.compile:
         train_fields["compile"] = True
-    model = ModelConfig(**model_fields)
+    if args.recipe:
+        from s3t.recipe import compose_params, configs_from_params
+
+        # The pipeline's model at that scale, built as its pretrain stage builds it; explicit flags still win.
+        recipe_model, recipe_train, _ = configs_from_params(compose_params(args.recipe))
+        model = replace(recipe_model, **model_fields)
+        if args.epochs is not None and args.warmup_epochs is None:
+            train_fields["warmup_epochs"] = round(recipe_train.warmup_epochs / recipe_train.epochs * args.epochs)
+        config = replace(recipe_train, **train_fields)
+    else:
+        if args.epochs is not None and args.warmup_epochs is None:
+            # The paper warms up 20 of its 400 epochs; keep that share rather than 20 epochs of a short run.
+            train_fields["warmup_epochs"] = round(PretrainConfig.warmup_epochs / PretrainConfig.epochs * args.epochs)
+        model = ModelConfig(**model_fields)
+        config = PretrainConfig(**train_fields)
     if args.time_compression is not None:
         model = replace(model, cqt=replace(model.cqt, time_compression=args.time_compression))
-    config = PretrainConfig(**train_fields)
 
     if os.path.lexists(args.out) and not args.resume:
         raise CLIError(
@@ -251,6 +263,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     paths = [str(p) for root in args.audio for p in find_audio_files(root, unreadable)]
     if not paths:
         raise CLIError(f"no audio files found under {', '.join(args.audio)}")
+    config = _fit_to_folder(config, len(paths), queue_given=args.K is not None)
     device = _device(args.device)
     keep_freed_memory()  # the step's large tensors are reused, not page-faulted in anew (s3t.allocator)
     clips, _, rejected = _featurize(paths, model.cqt, device, args.workers, "featurize")
@@ -262,7 +275,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         raise _none_readable(rejected)
 
     steps = config.epochs * (len(clips) // config.batch_size)
-    with tqdm(total=steps, desc="pretrain", unit="step", dynamic_ncols=True, file=sys.stderr) as bar:
+    with tqdm(total=steps, desc="pretrain", unit="step", dynamic_ncols=True, file=sys.stderr, disable=None) as bar:
         def on_step(s: dict[str, float]) -> None:
             bar.n = s["step"]
             bar.set_postfix(loss=f"{s['loss']:.3f}", lr=f"{s['lr']:.2e}", samples_s=f"{s['samples_per_s']:.0f}")
@@ -283,6 +296,26 @@ def _clip_seconds(checkpoint: str) -> float | None:
     """The clip length an encoder checkpoint was pre-trained on: files longer than it are embedded as the mean of
     windows of it (s3t.embed.embed_files)."""
     return training_clip_seconds(load_checkpoint(checkpoint, kind=KIND_ENCODER))
+
+
+def _fit_to_folder(config: PretrainConfig, files: int, *, queue_given: bool) -> PretrainConfig:
+    """Check, before featurizing, that a folder of ``files`` audio files gives full batches and a queue below its
+    number of clips (one clip per file); a queue the user did not give is lowered to fit, saying so.
+
+    The queue must stay below the number of clips or a query's own clip (from an earlier step) sits among its
+    negatives; it stays a multiple of the batch (s3t.moco)."""
+    if config.batch_size > files:
+        fit = 1 << (files.bit_length() - 1)
+        raise CLIError(f"{files} audio file(s) give no full batch of {config.batch_size}: pass --batch-size {fit} or "
+                       f"less (and --K below {files}), or add music")
+    if config.K < files:
+        return config
+    fit = config.batch_size * max(1, (files - 1) // config.batch_size)
+    if queue_given or fit >= files:
+        raise CLIError(f"--K {config.K} is not below the folder's {files} clips (a clip would be its own negative): "
+                       f"pass --K {fit if fit < files else 'smaller'} with a --batch-size that divides it")
+    print(f"s3t: queue K lowered from {config.K} to {fit} to stay below the folder's {files} clips", file=sys.stderr)
+    return replace(config, K=fit)
 
 
 class _ManifestClips:
@@ -542,6 +575,10 @@ def _probe_baselines(args: argparse.Namespace) -> None:
     clips = _ManifestClips(args)
     random_init = load_encoder(args.checkpoint, random_init=True, seed=args.seed)
     reference = clips.embed(clips.encoder, "s3t")
+    if not args.cv:
+        report, warnings = _split_report(reference.labels, reference.splits, reference.label_set, reference.multilabel)
+        for warning in warnings:
+            print(f"s3t: warning: {warning}", file=sys.stderr)
     x = {"s3t": reference.embeddings, "random_init": clips.embed(random_init, "random_init").embeddings,
          "handcrafted": handcrafted_embeddings(clips.clips)}
     groups, skipped = clips.groups, clips.rejected
@@ -574,7 +611,30 @@ def _probe_baselines(args: argparse.Namespace) -> None:
     print(f"s3t: {table.title.replace('`', '')}; protocol {args.protocol}; written to {args.out}")
     print(markdown_table(table.header, [[c.text for c in row] for row in table.rows]))
     if "majority_class" in result:
-        print(f"chance: the largest class is {100 * result['majority_class']:.1f} % of the clips")
+        print(f"chance: the largest class is {100 * result['majority_class']:.1f} % of the clips "
+              f"(1 in {len(reference.label_set)} classes: {100 / len(reference.label_set):.1f} %)")
+    if not args.cv:
+        print(f"clips: train {report['n_train']}, valid {report['n_valid']}, test {report['n_test']}")
+
+
+def _split_report(labels: Sequence[tuple[str, ...]], splits: Sequence[str], label_set: Sequence[str],
+                  multilabel: bool) -> tuple[dict[str, Any], list[str]]:
+    """What a probe result needs beside its score, as a paper table gives it: clips per split, the chance rate
+    (1 / classes) and the majority rate (the test split's largest class), and a warning for every class with no
+    clip in a split (its score then says nothing about that class)."""
+    counts = {split: collections.Counter(label for row, s in zip(labels, splits) if s == split for label in row)
+              for split in ("train", "valid", "test")}
+    report: dict[str, Any] = {f"n_{split}": sum(1 for s in splits if s == split) for split in counts}
+    warnings = []
+    for split, found in counts.items():
+        missing = [label for label in label_set if not found[label]]
+        if missing:
+            warnings.append(f"{len(missing)} of {len(label_set)} class(es) have no {split} clip: "
+                            f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
+    if not multilabel and report["n_test"]:
+        top, n = max(counts["test"].items(), key=lambda item: item[1])
+        report.update(chance=1 / len(label_set), majority=n / report["n_test"], majority_class=top)
+    return report, warnings
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -595,21 +655,28 @@ def cmd_probe(args: argparse.Namespace) -> None:
         rejected = [[r.path, r.reason] for r in skipped]
     else:
         raise CLIError("give --embeddings E, or both --checkpoint C and --manifest M")
+    report, warnings = _split_report(embeddings.labels, embeddings.splits, embeddings.label_set, embeddings.multilabel)
+    for warning in warnings:
+        print(f"s3t: warning: {warning}", file=sys.stderr)
     config = ProbeConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     probe, result, history = probe_splits(
         embeddings.embeddings, embeddings.labels, embeddings.splits, embeddings.label_set, embeddings.multilabel,
         fraction=args.fraction, config=config, knn=True, **protocol_options(args.protocol),
     )
-    result.update(method=embeddings.method, rejected=rejected)
+    result.update(method=embeddings.method, rejected=rejected,
+                  **{k: v for k, v in report.items() if k.startswith(("chance", "majority"))})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     if args.save_probe:
         save_checkpoint({"probe": probe.to_state(), "history": history, "metrics": result}, args.save_probe, kind=KIND_PROBE)
-    shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k != "fraction"}
+    shown = {k: round(v, 4) for k, v in result.items() if isinstance(v, float) and k not in ("fraction", "chance", "majority")}
     shown.update({f"knn_{k}": round(v, 4) for k, v in result["knn"]["test"].items()}, knn_k=result["knn"]["k"])
     if "selection" in result:
         shown["selected"] = result["selection"]
     print(f"s3t: probe on test ({embeddings.method}): {json.dumps(shown)}")
+    chance = (f"; chance {100 * report['chance']:.1f} %, majority class {report['majority_class']} "
+              f"{100 * report['majority']:.1f} % of test" if "chance" in report else "")
+    print(f"s3t: clips: train {report['n_train']}, valid {report['n_valid']}, test {report['n_test']}{chance}")
 
 
 def _audio_inputs(items: Sequence[str], unreadable: list[tuple[str, str]]) -> list[str]:
@@ -747,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--audio", action="append", required=True, help="folder of audio files, searched recursively (repeatable)")
     p.add_argument("--out", required=True, help="checkpoint path to write")
+    p.add_argument("--recipe", metavar="SCALE",
+                   help="the pipeline's model and schedule at a scale of conf/scale/ (cpu: make run's model; cpu_10x; "
+                        "paper), composed from conf/ as dvc repro does; the options below override it")
     p.add_argument("--backbone", help="a registered backbone (default swin_t; swin_cpu for CPUs)")
     p.add_argument("--preprocessor", choices=("time_folding", "frequency_tiling"))
     p.add_argument("--time-compression", type=_positive_int)

@@ -181,10 +181,16 @@ def _probe_card(state: dict[str, Any]) -> list[str]:
     ]
     if probe["multilabel"]:
         pairs.append(("tag threshold (best micro-F1 on valid)", _fmt(probe.get("threshold"))))
-    pairs.append(("epochs trained", len(history) or NOT_RECORDED))
+    if history and "l2" in history[0]:
+        # The logistic protocol fits each L2 strength to convergence (L-BFGS); it has no epochs to count.
+        pairs.append(("fit", f"L2 logistic regression to convergence, {len(history)} strengths tried on valid"))
+    else:
+        pairs.append(("epochs trained", len(history) or NOT_RECORDED))
     if valid:
         pairs.append((f"best valid {key}", f"{max(valid):.4f}"))
     for name in ("top1", "top5", "roc_auc", "pr_auc"):
+        if name == "top5" and len(probe["labels"]) <= 5:
+            continue  # every label is among the top five: always 1
         if name in metrics:
             pairs.append((f"test {name}", f"{metrics[name]:.4f}"))
     for name in ("fraction", "n_train", "n_valid", "n_test", "selection"):

@@ -32,25 +32,20 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from s3t.allocator import keep_freed_memory
-from s3t.cqt import CQTConfig
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
 from s3t.manifest import dataset_recordings
 from s3t.shards import audio_hours, clip_recordings, median_clip_seconds, pretraining_clips
+from s3t.recipe import configs_from_params
 from s3t.train import PretrainConfig, pretrain, record_provenance, run_key
 
 
 def configs() -> tuple[ModelConfig, PretrainConfig, dict]:
-    cqt, preprocessor, backbone, augment, section, embed, seed = params(
-        "cqt", "preprocessor", "backbone", "augment", "pretrain", "embed", "seed")
-    # The embedding settings travel in the checkpoint, so `s3t embed|probe|predict` embed like this run.
-    model = ModelConfig(
-        backbone=backbone["name"], backbone_kwargs=dict(backbone["kwargs"]), preprocessor=preprocessor["name"],
-        input_size=preprocessor["input_size"], cqt=CQTConfig(**cqt),
-        embed_segments=embed["segments"], embed_pooling=embed["pooling"],
-    )
-    train_keys = {k: v for k, v in section.items() if k not in ("dataset", "splits", "devices")}
-    return model, PretrainConfig(**train_keys, seed=seed, augment=dict(augment)), section
+    # The same function builds `s3t pretrain --recipe`'s model (s3t.recipe), so both train the same model.
+    return configs_from_params(dict(zip(KEYS, params(*KEYS))))
+
+
+KEYS = ("cqt", "preprocessor", "backbone", "augment", "pretrain", "embed", "seed")
 
 
 def main() -> None:

@@ -51,21 +51,23 @@ def main() -> None:
         with torch.no_grad():
             scores = probe_model.scores(emb.embeddings[test]).numpy()
         targets = encode_targets([emb.labels[i] for i in test], emb.label_set, emb.multilabel).numpy()
-        plots = REPORTS / "plots" / d
+        # One folder per kind of figure, a file per dataset: dvc.yaml plots each folder with one template, and
+        # a dataset this run did not evaluate is simply absent instead of a plot that fails to load.
+        plots = REPORTS / "plots"
         fig = figures[d] = DatasetFigures(metric="pr_auc" if emb.multilabel else "top1")
         if emb.multilabel:
             rows = [[t, f"{a:.5f}"] for t, a in zip(emb.label_set, per_tag_roc_auc(scores, targets)) if a == a]
-            _write(plots / "per_tag_auc.csv", ["tag", "roc_auc"], rows)
+            _write(plots / "per_tag_auc" / f"{d}.csv", ["tag", "roc_auc"], rows)
             fig.per_tag_auc = [(t, float(a)) for t, a in rows]
         else:
             rows = [[emb.label_set[a], emb.label_set[p]] for a, p in zip(targets, scores.argmax(1))]
-            _write(plots / "confusion.csv", ["actual", "predicted"], rows)
+            _write(plots / "confusion" / f"{d}.csv", ["actual", "predicted"], rows)
             counts = confusion_matrix(scores.argmax(1), targets, len(emb.label_set))  # rows actual
             fig.confusion = (list(emb.label_set), counts.tolist())
         xy = pca_2d(emb.embeddings)
         rows = [[f"{x:.5f}", f"{y:.5f}", labels[0] if labels else "", split]
                 for (x, y), labels, split in zip(xy.tolist(), emb.labels, emb.splits)]
-        _write(plots / "embedding_map.csv", ["x", "y", "label", "split"], rows)
+        _write(plots / "embedding_map" / f"{d}.csv", ["x", "y", "label", "split"], rows)
         fig.embedding_map = [(float(x), float(y), label, split) for x, y, label, split in rows]
         fig.curves = {p: _read_csv(REPORTS / "probe" / d / f"curve_{p}.csv") for p in probe["fractions"]}
     log.info("tables in %s", REPORTS / "tables.md")

@@ -735,3 +735,22 @@ def test_predict_window_gives_one_row_per_window_and_long_files_are_the_mean_of_
     main(_embed(ckpt, folder, tmp_path / "f.npy"))
     main(_embed(ckpt, folder, tmp_path / "w.npy", "--window", "1.5"))
     assert np.allclose(np.load(tmp_path / "f.npy")[0], np.load(tmp_path / "w.npy").mean(0), atol=1e-5)
+
+
+def test_probe_reports_clips_per_split_chance_and_majority_and_warns_of_classes_missing_from_a_split(trained, tmp_path,
+                                                                                                  capsys):
+    root, _, ckpt = trained
+    clip = lambda kind, i: str(root / "audio" / kind / f"{kind}{i:02d}.wav")  # noqa: E731
+    rows = [ManifestRow(clip("low", i), ("low",), "train") for i in range(4)]
+    rows += [ManifestRow(clip("high", i), ("high",), "train") for i in range(4)]
+    rows += [ManifestRow(clip("low", 5), ("low",), "valid"), ManifestRow(clip("high", 5), ("high",), "valid")]
+    rows += [ManifestRow(clip("low", i), ("low",), "test") for i in (6, 7, 8)]  # no "high" test clip
+    write_manifest(rows, tmp_path / "m.csv")
+    capsys.readouterr()
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "r.json"),
+          "--epochs", "6", "--protocol", "paper"])
+    captured = capsys.readouterr()
+    assert "s3t: warning: 1 of 2 class(es) have no test clip: high" in captured.err
+    assert "clips: train 8, valid 2, test 3; chance 50.0 %, majority class low 100.0 % of test" in captured.out
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["chance"] == 0.5 and result["majority"] == 1.0 and result["majority_class"] == "low"

@@ -70,3 +70,17 @@ def test_probe_and_embeddings_cards_show_labels_threshold_and_metrics():
     card = model_card({"embeddings": emb, "rejected": [["bad.wav", "zero bytes"]]})
     assert "| shape | (4, 3) (clips x dimension) |" in card and "| splits | test 1, train 2, valid 1 |" in card
     assert "| rejected files | 1 |" in card
+
+
+def test_a_logistic_probe_card_counts_strengths_not_epochs_and_top5_only_over_five_labels():
+    probe = LinearProbe(6, ["a", "b", "c"], multilabel=False)
+    history = [{"l2": s, "valid": 0.5} for s in (1.0, 0.1, 0.01)]
+    card = model_card({"probe": probe.to_state(), "history": history, "metrics": {"top1": 0.6, "top5": 1.0}})
+    assert "| fit | L2 logistic regression to convergence, 3 strengths tried on valid |" in card
+    assert "epochs trained" not in card and "test top5" not in card and "| test top1 | 0.6000 |" in card
+
+
+def test_the_encoder_card_states_its_clip_length_and_limitations():
+    card = model_card(_encoder_state(data={"dataset": "soundtracks", "clips": 480, "hours": 3.9, "clip_seconds": 30.0}))
+    assert "| clip length | 30.0 s (median); a longer file's embedding is the mean of windows of this length |" in card
+    assert "## Intended use and limitations" in card and "3.9 h of soundtracks" in card
