@@ -51,7 +51,7 @@ from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
 from s3t.model import ModelConfig
 from s3t.modelcard import model_card
 from s3t.report import evaluation_tables, markdown_table
-from s3t.probe import PROTOCOLS, LinearProbe, ProbeConfig, load_probe, probe_splits, protocol_options
+from s3t.probe import PROTOCOLS, LinearProbe, ProbeConfig, load_probe, novelty, probe_splits, protocol_options
 from s3t.train import PretrainConfig, load_encoder, pretrain, record_provenance, training_clip_seconds
 
 class CLIError(ValueError):
@@ -727,6 +727,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
     with torch.no_grad():
         scores = probe.scores(emb)
     predictions = _predictions(probe, scores, args.top, threshold)
+    novel = novelty(probe, emb)
+    novel = [None] * len(rows) if novel is None else novel.tolist()
+    if any(n is None for n in novel):
+        print(f"s3t: {path_text(str(args.probe))} predates the novelty notice; retrain it to see how unlike its "
+              f"training music each file is", file=sys.stderr)
     windowed = args.window is not None
     if args.format == "json":
         print(json.dumps({
@@ -734,22 +739,25 @@ def cmd_predict(args: argparse.Namespace) -> None:
             "task": "multi-label" if probe.multilabel else "single-label",
             "threshold": threshold if probe.multilabel else None,
             "predictions": [{"path": path_text(path), **({"start_s": round(a, 3), "end_s": round(b, 3)} if windowed else {}),
-                             "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked]}
-                            for (path, a, b), ranked in zip(rows, predictions)],
+                             "labels": [{"label": label, "score": round(score, 6)} for label, score in ranked],
+                             "novelty": None if n is None else round(n, 3)}
+                            for (path, a, b), ranked, n in zip(rows, predictions, novel)],
             "rejected": [{"path": path_text(r.path), "reason": r.reason} for r in rejected],
         }, indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", *(["start_s", "end_s"] if windowed else []), "rank", "label", "score"])
-        for (path, a, b), ranked in zip(rows, predictions):
+        writer.writerow(["path", *(["start_s", "end_s"] if windowed else []), "rank", "label", "score", "novelty"])
+        for (path, a, b), ranked, n in zip(rows, predictions, novel):
             # A file with no tag above the threshold still gets a row, so every file read is listed.
             cells = [csv_cell(path_text(path)), *([f"{a:.3f}", f"{b:.3f}"] if windowed else [])]
-            writer.writerows([[*cells, i + 1, csv_cell(label), f"{score:.6f}"] for i, (label, score) in enumerate(ranked)]
-                             or [[*cells, "", "", ""]])
+            shown = "" if n is None else f"{n:.3f}"
+            writer.writerows([[*cells, i + 1, csv_cell(label), f"{score:.6f}", shown] for i, (label, score) in enumerate(ranked)]
+                             or [[*cells, "", "", "", shown]])
     else:
-        for (path, a, b), ranked in zip(rows, predictions):
+        for (path, a, b), ranked, n in zip(rows, predictions, novel):
             shown = ", ".join(f"{label} {score:.3f}" for label, score in ranked) or f"(no tag scores {threshold:.3f} or more)"
-            print(f"{path_text(path)}{f' [{a:.1f}-{b:.1f} s]' if windowed else ''}: {shown}")
+            notice = f"  [unlike the probe's training music: novelty {n:.1f}]" if n is not None and n > 1 else ""
+            print(f"{path_text(path)}{f' [{a:.1f}-{b:.1f} s]' if windowed else ''}: {shown}{notice}")
     if rejected:
         sys.exit(1)
 

@@ -181,6 +181,9 @@ def _probe_card(state: dict[str, Any]) -> list[str]:
     ]
     if probe["multilabel"]:
         pairs.append(("tag threshold (best micro-F1 on valid)", _fmt(probe.get("threshold"))))
+    novelty = probe.get("novelty")
+    pairs.append(("novelty notice", f"{novelty['reference'].shape[0]} training clips kept; 95 % of valid within "
+                                    f"{novelty['threshold']:.2f}" if novelty else NOT_RECORDED))
     if history and "l2" in history[0]:
         # The logistic protocol fits each L2 strength to convergence (L-BFGS); it has no epochs to count.
         pairs.append(("fit", f"L2 logistic regression to convergence, {len(history)} strengths tried on valid"))

@@ -87,6 +87,10 @@ class LinearProbe(nn.Module):
         self.labels = list(labels)
         self.multilabel = multilabel
         self.threshold: float | None = None  # multi-label: the tag threshold chosen on validation
+        # Novelty notice (set_novelty_reference): standardised training rows (M, D) and the distance that 95 % of
+        # validation rows stay within.
+        self.reference: torch.Tensor | None = None
+        self.novelty_threshold: float | None = None
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("std", torch.ones(in_features))
         self.linear = nn.Linear(in_features, len(labels))
@@ -101,8 +105,11 @@ class LinearProbe(nn.Module):
 
     def to_state(self) -> dict:
         """Plain-data form for :func:`s3t.checkpoint.save_checkpoint`."""
-        return {"labels": self.labels, "multilabel": self.multilabel, "threshold": self.threshold,
-                "state_dict": self.state_dict(), "labels_digest": _labels_digest(self.labels, self.linear.weight)}
+        state = {"labels": self.labels, "multilabel": self.multilabel, "threshold": self.threshold,
+                 "state_dict": self.state_dict(), "labels_digest": _labels_digest(self.labels, self.linear.weight)}
+        if self.reference is not None:
+            state["novelty"] = {"reference": self.reference.half(), "threshold": self.novelty_threshold}
+        return state
 
     @property
     def in_features(self) -> int:
@@ -128,7 +135,49 @@ class LinearProbe(nn.Module):
         probe = cls(weight.shape[1], list(labels), state["multilabel"])
         probe.load_state_dict(state["state_dict"])
         probe.threshold = state.get("threshold")  # absent from probes written before thresholds existed
+        novelty = state.get("novelty")  # absent from probes written before the notice existed
+        if novelty is not None:
+            reference, threshold = novelty["reference"], novelty["threshold"]
+            if reference.ndim != 2 or reference.shape[1] != weight.shape[1] or not (threshold > 0 and math.isfinite(threshold)):
+                raise ValueError("its novelty reference does not fit its head")
+            probe.reference, probe.novelty_threshold = reference.float(), float(threshold)
         return probe
+
+
+NOVELTY_ROWS = 256
+"""Most training rows a probe keeps for the novelty notice (float16: 2.4 MB at 4,704 dimensions)."""
+
+NOVELTY_QUANTILE = 0.95
+"""Share of the validation rows whose distance to the nearest kept training row is under the notice's threshold."""
+
+
+@torch.no_grad()
+def set_novelty_reference(probe: LinearProbe, train_x: torch.Tensor, valid_x: torch.Tensor, *, seed: int = 0) -> None:
+    """Give ``probe`` what :func:`novelty` needs: up to :data:`NOVELTY_ROWS` of its training rows ``train_x`` (N, D)
+    standardised as the probe sees them, and as the threshold the distance from a held-out row (``valid_x``, M x D)
+    to its nearest kept training row that :data:`NOVELTY_QUANTILE` of them stay within."""
+    z = (train_x.float() - probe.mean) / probe.std
+    if z.shape[0] > NOVELTY_ROWS:
+        z = z[torch.randperm(z.shape[0], generator=torch.Generator().manual_seed(seed))[:NOVELTY_ROWS]]
+    probe.reference = z.half().float()  # what a saved probe holds
+    distances = _nearest(probe, valid_x)
+    probe.novelty_threshold = max(float(torch.quantile(distances, NOVELTY_QUANTILE)), 1e-6)
+
+
+def _nearest(probe: LinearProbe, x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance (B,) from each standardised row of x (B, D) to its nearest reference row."""
+    return torch.cdist((x.float() - probe.mean) / probe.std, probe.reference).min(dim=1).values
+
+
+@torch.no_grad()
+def novelty(probe: LinearProbe, x: torch.Tensor) -> torch.Tensor | None:
+    """How unlike the probe's training music each embedding of x (B, D) is: its distance to the nearest training
+    row over the distance that 95 % of held-out (validation) rows stay within, (B,). Above 1 the input is further
+    from everything the probe was trained on than almost all held-out music was: a notice that its labels are
+    less trustworthy, not a guarantee either way. None for probes written before the notice existed."""
+    if probe.reference is None:
+        return None
+    return _nearest(probe, x) / probe.novelty_threshold
 
 
 def _labels_digest(labels: Sequence[str], weight: torch.Tensor) -> str:
@@ -553,6 +602,7 @@ def _finish(probe: LinearProbe, history: list[dict[str, float]], x: torch.Tensor
         with torch.no_grad():
             probe.threshold = choose_threshold(probe.scores(valid_x), valid_y)
         result["threshold"] = probe.threshold
+    set_novelty_reference(probe, x[train_idx], valid_x)
     result.update(chosen)
     knn_test = None
     if knn:

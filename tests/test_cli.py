@@ -730,7 +730,7 @@ def test_predict_window_gives_one_row_per_window_and_long_files_are_the_mean_of_
     assert len(lines) == 4 and lines[0].split(": ")[0].endswith("song.wav [0.0-1.5 s]")
     main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"), "--format", "csv", "--window", "3",
           str(folder)])
-    assert capsys.readouterr().out.splitlines()[0] == "path,start_s,end_s,rank,label,score"
+    assert capsys.readouterr().out.splitlines()[0] == "path,start_s,end_s,rank,label,score,novelty"
     # Without --window the 6 s file is one row: the mean of its four 1.5 s windows, not one squeezed view.
     main(_embed(ckpt, folder, tmp_path / "f.npy"))
     main(_embed(ckpt, folder, tmp_path / "w.npy", "--window", "1.5"))
@@ -754,3 +754,20 @@ def test_probe_reports_clips_per_split_chance_and_majority_and_warns_of_classes_
     assert "clips: train 8, valid 2, test 3; chance 50.0 %, majority class low 100.0 % of test" in captured.out
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["chance"] == 0.5 and result["majority"] == 1.0 and result["majority_class"] == "low"
+
+
+def test_predict_gives_each_file_its_novelty_and_flags_music_unlike_the_probes(trained, tmp_path, capsys):
+    root, manifest, ckpt = trained
+    main(["probe", "--checkpoint", str(ckpt), "--manifest", str(manifest), "--out", str(tmp_path / "m.json"),
+          "--save-probe", str(tmp_path / "p.pt"), "--epochs", "6", "--protocol", "paper"])
+    folder = tmp_path / "music"
+    folder.mkdir()
+    sf.write(folder / "noise.wav", np.random.default_rng(0).uniform(-1, 1, 3 * SR).astype(np.float32), SR)
+    capsys.readouterr()
+    main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"), "--format", "json",
+          str(root / "audio" / "low" / "low11.wav"), str(folder / "noise.wav")])
+    doc = json.loads(capsys.readouterr().out)
+    tone, noise = (row["novelty"] for row in doc["predictions"])
+    assert 0 <= tone < noise and noise > 1  # full-band noise is nothing like the tones the probe was trained on
+    main(["predict", "--checkpoint", str(ckpt), "--probe", str(tmp_path / "p.pt"), str(folder / "noise.wav")])
+    assert "[unlike the probe's training music: novelty" in capsys.readouterr().out

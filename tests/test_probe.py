@@ -232,3 +232,21 @@ def test_lr_wd_grid_is_the_lr_major_product_and_holds_the_papers_setting():
         (1e-3, 0.0), (1e-3, 0.5), (1e-3, 5.0), (1e-2, 0.0), (1e-2, 0.5), (1e-2, 5.0))
     assert lr_wd_grid((), (0.1,)) == ()
     assert (1e-3, 0.05) in DEFAULT_GRID and len(DEFAULT_GRID) == 9
+
+
+def test_novelty_is_about_one_in_twenty_for_held_out_rows_like_the_training_data_and_high_for_other_music():
+    from s3t.probe import NOVELTY_ROWS, novelty, set_novelty_reference
+
+    g = torch.Generator().manual_seed(0)
+    train, valid, test = (torch.randn(n, 16, generator=g) for n in (400, 200, 2000))
+    probe = LinearProbe(16, ["a", "b"], multilabel=False)
+    probe.mean.copy_(train.mean(0))
+    probe.std.copy_(train.std(0))
+    set_novelty_reference(probe, train, valid)
+    assert probe.reference.shape == (NOVELTY_ROWS, 16)
+    flagged = float((novelty(probe, test) > 1).float().mean())
+    assert 0.01 < flagged < 0.12  # 5 % of validation rows by construction; test rows alike
+    assert bool((novelty(probe, test + 4.0) > 1).all())  # shifted four standard deviations: all flagged
+    back = LinearProbe.from_state(probe.to_state())  # saved as float16, read back as the same notice
+    assert torch.allclose(novelty(back, test), novelty(probe, test), rtol=1e-3)
+    assert novelty(LinearProbe(16, ["a", "b"], multilabel=False), test) is None  # a probe without the notice
