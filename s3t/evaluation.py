@@ -31,6 +31,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -231,3 +232,28 @@ def cross_validated_rows(embeddings: dict[str, torch.Tensor], label_rows: Sequen
                           "knn": summarize(knn[method], groups, n_resamples=n_resamples, seed=config.seed)}
     result.update(comparisons(linear, groups, knn=knn, n_resamples=n_resamples, seed=config.seed))
     return result
+
+
+SUMMARY_ROWS = (("s3t", "S3T"), ("random_init", "RI"), ("supervised", "Sup"), ("handcrafted", "HC"))
+SUMMARY_DIFFERENCES = (("s3t_minus_random_init", "ΔRI"), ("s3t_minus_handcrafted", "ΔHC"))
+"""ΔRI is S3T minus Random-Init, ΔHC S3T minus hand-crafted: one character, so that a row of `dvc metrics show`
+fits in 120 columns."""
+
+
+def summary(result: dict[str, Any]) -> dict[str, float]:
+    """The headline of an evaluation result (a probe, folds or transfer JSON), for `dvc metrics show` and
+    `dvc metrics diff`: each row's score (top-1, or PR-AUC for tagging) and each paired difference with the ends
+    of its 95 % interval, in points, under short keys (the metrics table has a column per key). The full result,
+    with selection grids, counts and k-NN, stays in its own file."""
+    metric = "top1" if "top1" in result.get("s3t", {}) else "pr_auc"
+    out: dict[str, float] = {}
+    for key, name in SUMMARY_ROWS:
+        if isinstance(result.get(key), dict) and metric in result[key]:
+            out[name] = round(100 * result[key][metric], 1)
+    for key, name in SUMMARY_DIFFERENCES:
+        row = result.get(key)
+        if isinstance(row, dict) and metric in row:
+            out[name] = round(100 * row[metric], 1)
+            out[f"{name} lo"] = round(100 * row[f"{metric}_low"], 1)
+            out[f"{name} hi"] = round(100 * row[f"{metric}_high"], 1)
+    return out

@@ -9,11 +9,11 @@ Supervised row is not scored here: its encoder learned the train split's labels 
 
 import sys
 
-from _common import EMBEDDINGS, METRICS, logger, params, probe_protocol, tracks, write_scores
+from _common import EMBEDDINGS, METRICS, logger, params, probe_protocol, tracks, write_json, write_scores
 
 from s3t.checkpoint import load_checkpoint
 from s3t.embed import EmbeddingSet
-from s3t.evaluation import cross_validated_rows
+from s3t.evaluation import cross_validated_rows, summary
 
 CV_METHODS = ("s3t", "random_init", "handcrafted")
 
@@ -32,6 +32,7 @@ def main(dataset: str) -> None:
         {m: s.embeddings[keep] for m, s in sets.items()}, [reference.labels[i] for i in keep], [groups[i] for i in keep],
         reference.label_set, folds=evaluation["folds"], n_resamples=evaluation["resamples"], config=config, **options)}
     write_scores(log, METRICS / dataset / "cv.json", result)
+    write_json(METRICS / dataset / "summary_cv.json", summary(result))  # what `dvc metrics show` shows
 
 
 if __name__ == "__main__":

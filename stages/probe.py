@@ -17,7 +17,7 @@ from _common import EMBEDDINGS, METHODS, METRICS, MODELS, REPORTS, logger, param
 
 from s3t.checkpoint import load_checkpoint, save_checkpoint
 from s3t.embed import EmbeddingSet
-from s3t.evaluation import comparisons, score_test_split
+from s3t.evaluation import comparisons, score_test_split, summary
 
 
 def main(dataset: str, percent: int) -> None:
@@ -49,6 +49,7 @@ def main(dataset: str, percent: int) -> None:
     result.update(comparisons(linear, test_groups, knn=knn, n_resamples=evaluation["resamples"], seed=seed))
     _write_csv(plots / f"curve_{percent}.csv", list(curves.values()))
     write_json(METRICS / dataset / f"probe_{percent}.json", result)
+    write_json(METRICS / dataset / f"summary_{percent}.json", summary(result))  # what `dvc metrics show` shows
 
 
 def _write_csv(path, rows: list[dict]) -> None:

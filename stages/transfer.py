@@ -10,11 +10,11 @@ data/embeddings/<dataset>/."""
 
 import sys
 
-from _common import EMBEDDINGS, FEATURES, METRICS, MODELS, device, logger, params, probe_protocol, tracks, write_scores
+from _common import EMBEDDINGS, FEATURES, METRICS, MODELS, device, logger, params, probe_protocol, tracks, write_json, write_scores
 
 from s3t.checkpoint import save_checkpoint
 from s3t.embed import embed_labeled
-from s3t.evaluation import cross_validated_rows
+from s3t.evaluation import cross_validated_rows, summary
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.shards import FeatureStore
 from s3t.train import load_encoder
@@ -44,6 +44,7 @@ def main(dataset: str) -> None:
         x, store.labels, tracks(dataset, emb.ids), label_set, folds=evaluation["folds"],
         n_resamples=evaluation["resamples"], config=config, **options)}
     write_scores(log, METRICS / dataset / "cv.json", result)
+    write_json(METRICS / dataset / "summary_cv.json", summary(result))  # what `dvc metrics show` shows
 
 
 if __name__ == "__main__":

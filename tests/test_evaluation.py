@@ -129,3 +129,14 @@ def test_format_interval():
     assert format_interval(-0.0351, -0.2, 0.1, signed=True) == "-3.5 [-20, 10]"
     assert format_interval(0.05, float("nan"), float("nan"), signed=True) == "+5.0"
     assert format_interval(float("nan"), 0, 1) == "n/a"
+
+
+def test_summary_is_the_headline_in_points_under_short_keys():
+    from s3t.evaluation import summary
+
+    result = {"s3t": {"top1": 0.285, "top1_low": 0.2, "top1_high": 0.37, "knn": {}}, "random_init": {"top1": 0.316},
+              "handcrafted": {"top1": 0.378}, "n": 193,
+              "s3t_minus_random_init": {"top1": -0.031, "top1_low": -0.104, "top1_high": 0.03},
+              "s3t_minus_handcrafted": {"top1": -0.093, "top1_low": -0.19, "top1_high": 0.0}}
+    assert summary(result) == {"S3T": 28.5, "RI": 31.6, "HC": 37.8, "ΔRI": -3.1, "ΔRI lo": -10.4,
+                               "ΔRI hi": 3.0, "ΔHC": -9.3, "ΔHC lo": -19.0, "ΔHC hi": 0.0}

@@ -77,7 +77,13 @@ def reference(tmp_path_factory) -> Path:
 
 def test_pipeline_runs_and_a_second_repro_does_nothing(reference):
     metrics = _metrics(reference)
-    assert set(metrics) == {"metrics/corpus/probe_100.json", "metrics/corpus/probe_50.json", "metrics/corpus/cv.json"}
+    assert set(metrics) == {"metrics/corpus/probe_100.json", "metrics/corpus/probe_50.json", "metrics/corpus/cv.json",
+                            "metrics/corpus/summary_100.json", "metrics/corpus/summary_50.json",
+                            "metrics/corpus/summary_cv.json"}
+    # `dvc metrics show` shows the headlines only: one narrow row per result file.
+    shown = _run([str(BIN / "dvc"), "metrics", "show"], reference)
+    assert "summary_100.json" in shown and "probe_100.json" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= 120, shown
     for name in ("metrics/corpus/probe_100.json", "metrics/corpus/probe_50.json"):
         for method in ("s3t", "random_init", "supervised", "handcrafted"):
             row = metrics[name][method]
@@ -131,11 +137,16 @@ def test_experiment_with_frequency_tiling_shows_in_metrics_diff(reference):
     assert "frequency_tiling" in (reference / "params.yaml").read_text()
     out = _run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json"], reference)
     diffs = json.loads(out[out.index("{"):])
-    diff = diffs["metrics/corpus/probe_100.json"]
-    assert {"s3t.top1", "s3t.top1_low", "random_init.top1", "supervised.top1", "s3t_minus_random_init.top1"} <= set(diff)
+    diff = diffs["metrics/corpus/summary_100.json"]
+    assert {"S3T", "RI", "Sup", "HC", "ΔRI", "ΔRI lo", "ΔRI hi", "ΔHC"} <= set(diff)
     assert all(diff[k]["old"] is not None and diff[k]["new"] is not None for k in diff)
-    assert any(diff[k]["old"] != diff[k]["new"] for k in diff), "the pre-processor changed no metric"
-    # The cross-validated rows are in the diff too (the embeddings changed, so their scores did).
-    assert {"s3t.top1", "s3t.top1_low", "s3t_minus_handcrafted.top1"} <= set(diffs["metrics/corpus/cv.json"])
+    # The cross-validated rows are in the diff too.
+    assert {"S3T", "ΔHC", "ΔHC lo"} <= set(diffs["metrics/corpus/summary_cv.json"])
+    # The tiny test split's headline can stay put (3 clips); the full result, named as a target, shows the change.
+    out = _run([str(BIN / "dvc"), "metrics", "diff", "HEAD", "--all", "--json", "--targets", "metrics/corpus/probe_100.json"],
+               reference)
+    full = json.loads(out[out.index("{"):])["metrics/corpus/probe_100.json"]
+    assert {"s3t.top1", "s3t.top1_low", "s3t_minus_random_init.top1"} <= set(full)
+    assert any(full[k]["old"] != full[k]["new"] for k in full), "the pre-processor changed no metric"
     shown = _run([str(BIN / "dvc"), "exp", "show", "--csv"], reference)
     assert "tiling" in shown
