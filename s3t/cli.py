@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
-import hashlib
 import json
 import math
 import os
@@ -43,8 +42,8 @@ from s3t.checkpoint import KIND_EMBEDDINGS, KIND_ENCODER, KIND_PROBE, check_repl
 from s3t.cqt import CQT
 from s3t.embed import EmbeddingSet, WindowEmbeddings, embed_files, embed_windows, load_embeddings, window_bounds
 from s3t.evaluation import cross_validated_rows, rows_on_test_split
-from s3t.export import (EmbeddingTable, ExportError, check_own_files, companion, csv_cell, output_format, path_text,
-                        read_part, read_table, write_part, write_table)
+from s3t.export import (EmbeddingTable, ExportError, check_own_files, companion, csv_cell, file_sha256, output_format,
+                        path_text, read_part, read_table, write_json, write_part, write_table)
 from s3t.features import Rejected, featurize_files
 from s3t.handcrafted import handcrafted_embeddings
 from s3t.manifest import is_multilabel, label_vocabulary, read_manifest
@@ -83,15 +82,6 @@ def _min_seconds(cfg) -> float:
     """The shortest file worth embedding: one CQT hop (23 ms at the paper's settings); a 1-sample file has no
     sound an encoder could describe."""
     return cfg.hop_length / cfg.sample_rate
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _progress(total: int, desc: str) -> tqdm:
@@ -370,14 +360,6 @@ MAX_ROWS = 2_000_000
 music is refused, not written."""
 
 
-def _sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _stamp(path: str) -> list[int] | None:
     """[size in bytes, modification time in ns] of a source file: what says it is the file embedded before."""
     try:
@@ -421,7 +403,7 @@ def _embed_folder(args: argparse.Namespace) -> None:
     encoder = load_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
     device = _device(args.device)
     settings = {
-        "checkpoint": path_text(str(args.checkpoint)), "checkpoint_sha256": _sha256(args.checkpoint),
+        "checkpoint": path_text(str(args.checkpoint)), "checkpoint_sha256": file_sha256(args.checkpoint),
         "random_init": args.random_init, "seed": args.seed if args.random_init else None,
         "window_s": args.window, "hop_s": args.hop if args.hop is not None else args.window,
         "segments": encoder.config.embed_segments if args.segments is None else args.segments,
@@ -477,7 +459,7 @@ def _embed_folder_locked(args, out: Path, paths: list[str], unreadable: list[tup
                 continue
             tables.append(keep_current(part, made_from))
     else:
-        _write_json(parts / "settings.json", settings)
+        write_json(parts / "settings.json", settings)
     done = {p for t in tables for p in t.paths}
     todo = [p for p in paths if texts[p] not in done]
     print(f"s3t: {len(paths)} audio files under {path_text(args.audio)}: {len(done)} already embedded in "

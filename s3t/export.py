@@ -145,6 +145,11 @@ def _replace_into(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as indented JSON at ``path``, written to a temporary name and renamed (whole or absent)."""
+    _replace_into(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8"))
+
+
 def _csv_writer(header: Sequence[str], rows):
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -155,9 +160,10 @@ def _csv_writer(header: Sequence[str], rows):
     return write
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read a megabyte at a time."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -257,7 +263,7 @@ def write_table(out: str | os.PathLike, table: EmbeddingTable, rejected: Sequenc
     try:
         for what, write in writers.items():
             write(temps[what])
-        digests = {what: _sha256(temps[what]) for what in writers}
+        digests = {what: file_sha256(temps[what]) for what in writers}
         descriptor = {**table.settings, "sha256": digests}
         temps["settings"].write_text(json.dumps(descriptor, indent=2) + "\n", encoding="utf-8")
         for what in files:  # the descriptor last: until it is renamed, the old table (if any) fails its digests
@@ -291,7 +297,7 @@ def read_table(out: str | os.PathLike) -> EmbeddingTable:
         raise ExportError(f"{settings_path} is damaged (not the JSON an s3t embed table writes); delete {names} "
                           f"to embed the folder again") from None
     if isinstance(digests, dict):
-        changed = [str(files[w]) for w, d in digests.items() if w in files and (not files[w].is_file() or _sha256(files[w]) != d)]
+        changed = [str(files[w]) for w, d in digests.items() if w in files and (not files[w].is_file() or file_sha256(files[w]) != d)]
         if changed:
             raise ExportError(f"{', '.join(changed)} do(es) not match the descriptor {settings_path} (an interrupted "
                               f"write or an edit); delete {names} to embed the folder again")
